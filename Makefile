@@ -1,0 +1,60 @@
+# ray-maddpg: every target installs what it needs into .venv first.
+# A second call reinstalls nothing unless requirements.lock or trainer/pyproject.toml changed.
+
+PYTHON  ?= python3.11
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+# checkov pins versions (packaging, networkx, ...) that clash with Ray's, so it gets its own venv.
+CHECKOV_VERSION := 3.3.30
+CHECKOV := $(VENV)/checkov/bin/checkov
+RESULTS ?= results
+EXPERIMENT ?= trainer/ray_maddpg/experiments/quick.yaml
+PYTEST_ARGS ?=
+
+.PHONY: install train test bench lint chart-lint image lock clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock trainer/pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e 'trainer[dev]'
+	@touch $@
+
+$(CHECKOV):
+	@test -x $(VENV)/checkov/bin/python || $(PYTHON) -m venv $(VENV)/checkov
+	$(VENV)/checkov/bin/python -m pip install --quiet --disable-pip-version-check checkov==$(CHECKOV_VERSION)
+
+## train: run the quick experiment on an embedded local Ray (results under ./results)
+train: $(STAMP)
+	$(BIN)/ray-maddpg train --config $(EXPERIMENT) --results-dir $(RESULTS)
+
+## test: the whole pytest suite (unit, chart, learning and end-to-end cluster tests)
+test: $(STAMP) $(CHECKOV)
+	CHECKOV=$(CHECKOV) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## bench: throughput benchmarks; prints ratios and writes bench/results/*.json
+bench: $(STAMP)
+	$(BIN)/python bench/throughput.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check trainer tests bench
+	$(BIN)/ruff format --check trainer tests bench
+
+chart-lint: $(STAMP)
+	$(BIN)/python scripts/chart_lint.py charts/ray-maddpg
+
+## image: build the training image with docker, podman or buildah
+image:
+	bash image/build.sh
+
+## lock: re-resolve requirements.lock from the current .venv (after changing dependencies)
+lock: $(STAMP)
+	$(BIN)/python -m pip freeze --exclude-editable --disable-pip-version-check \
+	  | sed -e 's/+cpu$$//' | grep -v '^ray-maddpg' > requirements.lock.new
+	@{ echo '# Exact versions for local, CI and image installs (pip -c). Regenerate with `make lock`.'; \
+	   echo '# torch is pinned without a local tag: the CPU wheel locally, the CUDA wheel in the image.'; \
+	   cat requirements.lock.new; } > requirements.lock && rm requirements.lock.new
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache trainer/*.egg-info
