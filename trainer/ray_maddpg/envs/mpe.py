@@ -1,0 +1,305 @@
+"""The mpe2 particle environments as RLlib ``MultiAgentEnv``s with sorted, stable agent ids.
+
+``MPEMultiAgentEnv`` drives mpe2's unwrapped ``SimpleEnv`` directly: it writes every agent's
+action into the env and runs one world step, which is what mpe2's AEC loop plus PettingZoo's
+``aec_to_parallel`` wrapper end up doing, without their per-agent bookkeeping. The same step is
+exposed twice: ``step(action_dict)`` (RLlib's dict API) and ``step_joint(actions)`` (lists in
+sorted agent order, for the lean env runner).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from ray.rllib.env.multi_agent_env import MultiAgentEnv
+
+from ray_maddpg.errors import ConfigError
+
+ENV_NAME = "mpe2"
+"""The name under which ``register_mpe_env`` registers the env with Tune."""
+
+_RENDER_MODES = (None, "rgb_array", "human")
+
+
+def _positive_int(value: Any) -> str | None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
+    return None if ok else "must be a positive integer"
+
+
+def _non_negative_int(value: Any) -> str | None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return None if ok else "must be an integer >= 0"
+
+
+def _optional_positive_int(value: Any) -> str | None:
+    return None if value is None or _positive_int(value) is None else "must be null or a positive integer"
+
+
+def _bool(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "must be true or false"
+
+
+def _ratio(value: Any) -> str | None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and 0.0 <= value <= 1.0
+    return None if ok else "must be a number in [0, 1]"
+
+
+def _render_mode(value: Any) -> str | None:
+    return None if value in _RENDER_MODES else "must be null, 'rgb_array' or 'human'"
+
+
+# One checker per mpe2 constructor argument; each returns None or what is allowed.
+OPTION_CHECKS = {
+    "N": _positive_int,
+    "num_good": _positive_int,
+    "num_adversaries": _positive_int,
+    "num_obstacles": _non_negative_int,
+    "num_food": _non_negative_int,
+    "num_forests": _non_negative_int,
+    "max_cycles": _positive_int,
+    "local_ratio": _ratio,
+    "continuous_actions": _bool,
+    "dynamic_rescaling": _bool,
+    "benchmark_data": _bool,
+    "curriculum": _bool,
+    "terminate_on_success": _bool,
+    "num_agent_neighbors": _optional_positive_int,
+    "num_landmark_neighbors": _optional_positive_int,
+    "render_mode": _render_mode,
+}
+
+_COMMON = ("max_cycles", "continuous_actions", "render_mode", "dynamic_rescaling", "benchmark_data")
+_NEIGHBORS = ("num_agent_neighbors", "num_landmark_neighbors")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One mpe2 scenario: the module that builds it and the options its constructor takes."""
+
+    name: str
+    module: str
+    options: tuple[str, ...]
+
+    def raw_env_class(self) -> type:
+        return importlib.import_module(self.module).raw_env
+
+
+# The option lists mirror each mpe2 ``raw_env.__init__`` signature (a unit test keeps them in sync);
+# they are spelled out so that validating an experiment file does not import pygame.
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario("simple", "mpe2.simple_v3", _COMMON),
+        Scenario("simple_adversary", "mpe2.simple_adversary_v3", ("N", *_COMMON, *_NEIGHBORS)),
+        Scenario("simple_crypto", "mpe2.simple_crypto_v3", _COMMON),
+        Scenario("simple_push", "mpe2.simple_push_v3", _COMMON),
+        Scenario("simple_reference", "mpe2.simple_reference_v3", ("local_ratio", *_COMMON)),
+        Scenario("simple_speaker_listener", "mpe2.simple_speaker_listener_v4", _COMMON),
+        Scenario(
+            "simple_spread",
+            "mpe2.simple_spread_v3",
+            ("N", "local_ratio", *_COMMON, "curriculum", "terminate_on_success", *_NEIGHBORS),
+        ),
+        Scenario(
+            "simple_tag",
+            "mpe2.simple_tag_v3",
+            (
+                "num_good",
+                "num_adversaries",
+                "num_obstacles",
+                *_COMMON,
+                "curriculum",
+                "terminate_on_success",
+                *_NEIGHBORS,
+            ),
+        ),
+        Scenario(
+            "simple_world_comm",
+            "mpe2.simple_world_comm_v3",
+            ("num_good", "num_adversaries", "num_obstacles", "num_food", "num_forests", *_COMMON),
+        ),
+    )
+}
+
+
+def validate_env_config(scenario: Any, options: Mapping[str, Any], field_prefix: str = "env") -> dict:
+    """Check a scenario name and its options; return the options as a plain dict.
+
+    Raises ``ConfigError`` listing every problem (unknown scenario, unknown option, bad value),
+    each under its dotted field name, e.g. ``env.N``.
+    """
+    prefix = f"{field_prefix}." if field_prefix else ""
+    spec = SCENARIOS.get(scenario) if isinstance(scenario, str) else None
+    if spec is None:
+        allowed = ", ".join(sorted(SCENARIOS))
+        raise ConfigError([(f"{prefix}scenario", f"unknown scenario {scenario!r}; allowed: {allowed}")])
+    problems = []
+    for name, value in options.items():
+        if name not in spec.options:
+            allowed = ", ".join(sorted(spec.options))
+            problems.append((f"{prefix}{name}", f"unknown option for {scenario}; allowed: {allowed}"))
+            continue
+        message = OPTION_CHECKS[name](value)
+        if message is not None:
+            problems.append((f"{prefix}{name}", f"{message} (got {value!r})"))
+    if problems:
+        raise ConfigError(problems)
+    return dict(options)
+
+
+def team_of(agent_id: str) -> str:
+    """An agent's team: its id without the trailing ``_<index>`` (``adversary_0`` -> ``adversary``)."""
+    team, sep, index = agent_id.rpartition("_")
+    return team if sep and index.isdigit() else agent_id
+
+
+def teams_of(agent_ids: Sequence[str]) -> dict[str, list[str]]:
+    """Group agent ids by team; teams and their members in sorted order."""
+    teams: dict[str, list[str]] = {}
+    for agent_id in sorted(agent_ids):
+        teams.setdefault(team_of(agent_id), []).append(agent_id)
+    return dict(sorted(teams.items()))
+
+
+class MPEMultiAgentEnv(MultiAgentEnv):
+    """An mpe2 scenario with RLlib's ``MultiAgentEnv`` API.
+
+    Built from ``{"scenario": "simple_spread", **options}`` (the ``env_config`` RLlib passes).
+
+    - Agent ids are ``sorted`` (``self.agents``), whatever order mpe2 lists them in.
+    - Continuous actions: RLlib's convention for Box actions is [-1, 1] (its action
+      normalization and our ``tanh`` actors use it); mpe2 reads continuous actions in [0, 1].
+      The env exposes ``Box(-1, 1)`` and maps explicitly with ``(a + 1) / 2`` after clipping,
+      so the actor, the buffer and RLlib all see one convention.
+    - Discrete actions are ints in ``Discrete(n)``.
+    - Episodes end at ``max_cycles`` with ``truncated`` (a time limit, so the critic still
+      bootstraps); ``terminated`` only when the scenario itself says the task is over.
+    """
+
+    def __init__(self, config: Mapping[str, Any] | None = None):
+        config = dict(config or {})
+        scenario = config.pop("scenario", "simple_spread")
+        validate_env_config(scenario, config)
+        super().__init__()
+        self.scenario = scenario
+        self.render_mode = config.get("render_mode")
+        self.continuous = bool(config.get("continuous_actions", False))
+        self._raw = SCENARIOS[scenario].raw_env_class()(**config)
+        self.max_cycles = self._raw.max_cycles
+
+        self.possible_agents = sorted(self._raw.possible_agents)
+        self.agents = list(self.possible_agents)
+        # Positions of the sorted agents inside mpe2's own agent list.
+        self._raw_index = [self._raw._index_map[a] for a in self.possible_agents]
+        self._world_agents = [self._raw.world.agents[i] for i in self._raw_index]
+
+        self.observation_spaces = {a: self._raw.observation_spaces[a] for a in self.possible_agents}
+        self.action_spaces = {
+            a: self._rllib_action_space(self._raw.action_spaces[a]) for a in self.possible_agents
+        }
+        self.observation_space = gym.spaces.Dict(self.observation_spaces)
+        self.action_space = gym.spaces.Dict(self.action_spaces)
+        self.obs_dims = [int(self.observation_spaces[a].shape[0]) for a in self.possible_agents]
+        # Width of each agent's action as the critic sees it (one-hot size for discrete).
+        self.act_dims = [
+            int(space.n) if isinstance(space, gym.spaces.Discrete) else int(space.shape[0])
+            for space in (self.action_spaces[a] for a in self.possible_agents)
+        ]
+
+    def _rllib_action_space(self, mpe_space: gym.Space) -> gym.Space:
+        if isinstance(mpe_space, gym.spaces.Box):
+            return gym.spaces.Box(-1.0, 1.0, shape=mpe_space.shape, dtype=np.float32)
+        return mpe_space
+
+    @property
+    def world(self):
+        """mpe2's ``World`` (agents and landmarks with positions), for scenario metrics."""
+        return self._raw.world
+
+    @property
+    def unwrapped_mpe(self):
+        """The underlying mpe2 ``SimpleEnv``."""
+        return self._raw
+
+    # --- lists in sorted agent order (the lean env runner's API) ---
+
+    def reset_joint(self, seed: int | None = None) -> list[np.ndarray]:
+        """Reset; return every agent's observation in sorted agent order."""
+        self._raw.reset(seed=seed)
+        self.agents = list(self.possible_agents)
+        return self._observe_all()
+
+    def step_joint(self, actions: Sequence[Any]) -> tuple[list[np.ndarray], np.ndarray, bool, bool]:
+        """One world step with one action per agent, in sorted agent order.
+
+        Returns ``(observations, rewards (N,) float32, terminated, truncated)``.
+        """
+        raw = self._raw
+        for i, action in zip(self._raw_index, actions, strict=True):
+            raw.current_actions[i] = self._to_mpe_action(action)
+        raw._execute_world_step()
+        raw.steps += 1
+        truncated = raw.steps >= raw.max_cycles
+        # mpe2 checks the time limit first, so an episode that succeeds on its last step is truncated.
+        terminated = not truncated and bool(raw.scenario.is_terminal(raw.world))
+        rewards = np.fromiter(
+            (raw.rewards[a] for a in self.possible_agents), np.float32, len(self.possible_agents)
+        )
+        return self._observe_all(), rewards, terminated, truncated
+
+    def _to_mpe_action(self, action: Any) -> Any:
+        if self.continuous:
+            return (np.clip(np.asarray(action, dtype=np.float32), -1.0, 1.0) + 1.0) / 2.0
+        return int(action)
+
+    def _observe_all(self) -> list[np.ndarray]:
+        scenario, world = self._raw.scenario, self._raw.world
+        return [scenario.observation(agent, world).astype(np.float32) for agent in self._world_agents]
+
+    # --- RLlib's MultiAgentEnv API ---
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        observations = self.reset_joint(seed=seed)
+        return dict(zip(self.possible_agents, observations, strict=True)), {}
+
+    def step(self, action_dict: Mapping[str, Any]):
+        agents = self.possible_agents
+        observations, rewards, terminated, truncated = self.step_joint([action_dict[a] for a in agents])
+        obs = dict(zip(agents, observations, strict=True))
+        rew = dict(zip(agents, rewards.tolist(), strict=True))
+        terminateds = dict.fromkeys(agents, terminated)
+        terminateds["__all__"] = terminated
+        truncateds = dict.fromkeys(agents, truncated)
+        truncateds["__all__"] = truncated
+        infos = {a: self._raw.infos[a] for a in agents} if self._raw.benchmark_data else {}
+        if terminated or truncated:
+            self.agents = []
+        return obs, rew, terminateds, truncateds, infos
+
+    def render(self):
+        """An (H, W, 3) uint8 frame when built with ``render_mode="rgb_array"`` (works headless)."""
+        return self._raw.render()
+
+    def close(self):
+        self._raw.close()
+
+
+def make_env(scenario: str, **options: Any) -> MPEMultiAgentEnv:
+    """Validate the options and build the env (outside RLlib: tests, evaluate, render)."""
+    validate_env_config(scenario, options)
+    return MPEMultiAgentEnv({"scenario": scenario, **options})
+
+
+def register_mpe_env() -> None:
+    """Register the env with Tune as ``"mpe2"``, so configs can say ``.environment("mpe2", env_config=...)``.
+
+    Safe to call any number of times, in the driver and in every worker.
+    """
+    from ray.tune.registry import register_env
+
+    register_env(ENV_NAME, MPEMultiAgentEnv)
