@@ -1,0 +1,1 @@
+"""MADDPG: the plain-torch math (core), the joint replay buffer, and the RLlib glue."""

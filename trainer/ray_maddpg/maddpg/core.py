@@ -1,0 +1,265 @@
+"""MADDPG's math in plain torch (no Ray): networks, actions, targets, losses, target updates.
+
+Notation follows Lowe et al. 2017 ("Multi-Agent Actor-Critic for Mixed Cooperative-Competitive
+Environments") and openai/maddpg. For agent i with actor mu_i and critic Q_i:
+
+    y_i        = r_i + gamma * (1 - terminated_i) * Q_i'(o'_1..o'_N, mu'_1(o'_1)..mu'_N(o'_N))
+    L(Q_i)     = mean((Q_i(o_1..o_N, a_1..a_N) - y_i)^2)
+    L(mu_i)    = -mean(Q_i(o_1..o_N, a_1..mu_i(o_i)..a_N)) + 1e-3 * mean(logits_i^2)
+    theta'     <- tau * theta + (1 - tau) * theta'
+
+The TD3 tricks (MATD3) are opt-in: twin critics (``min`` in the target), target policy
+smoothing, and delayed actor updates (a schedule, so it lives in the learner).
+
+Action conventions: a discrete actor outputs logits and the critic sees a one-hot (relaxed by
+Gumbel-softmax while training); a continuous actor outputs ``tanh`` in [-1, 1].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Tensors = Sequence[torch.Tensor] | Mapping[str, torch.Tensor]
+
+
+class MLP(nn.Sequential):
+    """Linear layers with ``activation`` between them (none after the last): the paper's 2x64 ReLU."""
+
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        hidden: Sequence[int] = (64, 64),
+        activation: type[nn.Module] = nn.ReLU,
+    ):
+        sizes = [in_dim, *hidden, out_dim]
+        layers: list[nn.Module] = []
+        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+            layers.append(nn.Linear(n_in, n_out))
+            if i < len(sizes) - 2:
+                layers.append(activation())
+        super().__init__(*layers)
+
+
+class Critic(nn.Module):
+    """One Q network, or two (``twin=True``, TD3/MATD3); ``forward`` returns a list of (B,) values."""
+
+    def __init__(self, in_dim: int, twin: bool = False, hidden: Sequence[int] = (64, 64)):
+        super().__init__()
+        self.q_nets = nn.ModuleList(MLP(in_dim, 1, hidden) for _ in range(2 if twin else 1))
+
+    def forward(self, critic_input: torch.Tensor) -> list[torch.Tensor]:
+        return [q(critic_input).squeeze(-1) for q in self.q_nets]
+
+
+# --- actions ---
+
+
+def onehot_argmax(logits: torch.Tensor) -> torch.Tensor:
+    """The one-hot of the greedy action (no gradient)."""
+    return F.one_hot(logits.argmax(dim=-1), logits.shape[-1]).to(logits.dtype)
+
+
+def gumbel_softmax(logits: torch.Tensor, temperature: float = 1.0, hard: bool = False) -> torch.Tensor:
+    """A relaxed one-hot sample: softmax((logits + g) / T), g ~ Gumbel(0, 1); differentiable in logits.
+
+    ``hard=True`` returns the exact one-hot of that sample in the forward pass and the relaxed
+    sample's gradient in the backward pass (straight-through).
+    """
+    uniform = torch.rand_like(logits).clamp_(1e-10, 1.0 - 1e-10)
+    gumbel = -torch.log(-torch.log(uniform))
+    soft = F.softmax((logits + gumbel) / temperature, dim=-1)
+    if not hard:
+        return soft
+    return onehot_argmax(soft) - soft.detach() + soft
+
+
+def squash(raw: torch.Tensor) -> torch.Tensor:
+    """A continuous actor's action in [-1, 1]."""
+    return torch.tanh(raw)
+
+
+def actor_action(
+    actor_out: torch.Tensor, discrete: bool, *, stochastic: bool = True, temperature: float = 1.0
+) -> torch.Tensor:
+    """The action a critic sees for an actor output (differentiable unless greedy-discrete).
+
+    Discrete: a Gumbel-softmax sample (``stochastic``, as in the reference code for both the
+    actor loss and the target actions) or the greedy one-hot. Continuous: ``tanh``.
+    """
+    if not discrete:
+        return squash(actor_out)
+    return gumbel_softmax(actor_out, temperature) if stochastic else onehot_argmax(actor_out)
+
+
+def add_exploration_noise(action: torch.Tensor, std: float) -> torch.Tensor:
+    """Gaussian exploration for a continuous action in [-1, 1], clipped back into range."""
+    return (action + std * torch.randn_like(action)).clamp(-1.0, 1.0)
+
+
+def target_policy_smoothing(action: torch.Tensor, noise_std: float, noise_clip: float) -> torch.Tensor:
+    """TD3: the target action plus clipped Gaussian noise, so Q' is smooth around mu'(o')."""
+    noise = (noise_std * torch.randn_like(action)).clamp(-noise_clip, noise_clip)
+    return (action + noise).clamp(-1.0, 1.0)
+
+
+def exploration_action(
+    actor_out: torch.Tensor, discrete: bool, *, noise_std: float = 0.1, temperature: float = 1.0
+) -> torch.Tensor:
+    """The action to execute while collecting data: a sampled one-hot, or ``tanh`` plus noise."""
+    if discrete:
+        return onehot_argmax(gumbel_softmax(actor_out, temperature))
+    return add_exploration_noise(squash(actor_out), noise_std)
+
+
+# --- critic inputs ---
+
+
+def _in_agent_order(tensors: Tensors) -> list[torch.Tensor]:
+    if isinstance(tensors, Mapping):
+        return [tensors[agent_id] for agent_id in sorted(tensors)]
+    return list(tensors)
+
+
+def centralized_critic_input(obs: Tensors, actions: Tensors) -> torch.Tensor:
+    """[o_1, .., o_N, a_1, .., a_N] in sorted agent order (dicts are sorted by agent id)."""
+    return torch.cat(_in_agent_order(obs) + _in_agent_order(actions), dim=-1)
+
+
+def local_critic_input(own_obs: torch.Tensor, own_action: torch.Tensor) -> torch.Tensor:
+    """[o_i, a_i]: the paper's DDPG baseline critic Q_i(o_i, a_i)."""
+    return torch.cat([own_obs, own_action], dim=-1)
+
+
+# --- targets and losses ---
+
+
+def critic_target(
+    rewards: torch.Tensor,
+    next_q_values: torch.Tensor | Sequence[torch.Tensor],
+    terminated: torch.Tensor,
+    gamma: float,
+) -> torch.Tensor:
+    """y = r + gamma * (1 - terminated) * Q'(s', mu'(o')), detached.
+
+    ``next_q_values``: one (B,) tensor, or a list of them from twin critics (their ``min`` is
+    used). Only ``terminated`` stops the bootstrap; a truncated (time-limit) step bootstraps.
+    """
+    if isinstance(next_q_values, torch.Tensor):
+        next_q = next_q_values
+    else:
+        next_q = torch.stack(list(next_q_values)).min(dim=0).values
+    return (rewards + gamma * (1.0 - terminated.to(rewards.dtype)) * next_q).detach()
+
+
+def critic_loss(q_pred: torch.Tensor | Sequence[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+    """Mean squared TD error; twin critics each regress to the same target and their losses add."""
+    preds = [q_pred] if isinstance(q_pred, torch.Tensor) else list(q_pred)
+    return sum(F.mse_loss(q, target) for q in preds)
+
+
+def actor_loss(
+    q_of_policy_action: torch.Tensor, logits: torch.Tensor | None = None, logit_penalty: float = 1e-3
+) -> torch.Tensor:
+    """-mean(Q_i(.., mu_i(o_i), ..)) + penalty * mean(logits^2) (the reference code's regulariser)."""
+    loss = -q_of_policy_action.mean()
+    if logits is not None and logit_penalty:
+        loss = loss + logit_penalty * logits.pow(2).mean()
+    return loss
+
+
+# --- target networks and gradients ---
+
+
+@torch.no_grad()
+def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
+    """Polyak averaging in place: theta' <- tau * theta + (1 - tau) * theta'."""
+    for t, s in zip(target.parameters(), source.parameters(), strict=True):
+        t.lerp_(s, tau)
+    for t, s in zip(target.buffers(), source.buffers(), strict=True):
+        t.copy_(s)
+
+
+@torch.no_grad()
+def hard_update(target: nn.Module, source: nn.Module) -> None:
+    """theta' <- theta."""
+    target.load_state_dict(source.state_dict())
+
+
+def clip_grad_norm(parameters: Iterable[torch.Tensor], max_norm: float | None) -> torch.Tensor | None:
+    """Clip the global gradient norm (the reference code uses 0.5); ``None`` turns it off.
+
+    Returns the norm before clipping, for logging.
+    """
+    if max_norm is None:
+        return None
+    return nn.utils.clip_grad_norm_(list(parameters), max_norm)
+
+
+# --- batched inference for the env runner ---
+
+
+class JointActors:
+    """All agents' actor forward passes for a batch of envs in one call (inference only).
+
+    For homogeneous actors (same layer shapes and activations) the weights are stacked to
+    (N, in, out) and each layer is one ``torch.baddbmm`` over all agents; otherwise it loops
+    over the agents. Call ``sync()`` after the actors' weights change.
+    """
+
+    def __init__(self, actors: Sequence[nn.Sequential]):
+        self.actors = list(actors)
+        first = _layer_signature(self.actors[0])
+        self.homogeneous = (
+            len(self.actors) > 1
+            and first is not None
+            and all(_layer_signature(actor) == first for actor in self.actors)
+        )
+        self._layers: list[tuple[torch.Tensor, torch.Tensor] | nn.Module] = []
+        self.sync()
+
+    @torch.no_grad()
+    def sync(self) -> None:
+        """Re-stack the weights from the actors (after a weight update)."""
+        if not self.homogeneous:
+            return
+        self._layers = []
+        for layers in zip(*self.actors, strict=True):
+            if isinstance(layers[0], nn.Linear):
+                weight = torch.stack([layer.weight.t() for layer in layers])  # (N, in, out)
+                bias = torch.stack([layer.bias for layer in layers]).unsqueeze(1)  # (N, 1, out)
+                self._layers.append((weight.contiguous(), bias))
+            else:
+                self._layers.append(layers[0])  # elementwise activation: the same for every agent
+
+    @torch.no_grad()
+    def __call__(self, obs: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """``obs``: per-agent (B, obs_dim_i) tensors in agent order, or one (N, B, obs_dim) tensor.
+
+        Returns each agent's raw actor output (logits or pre-``tanh``), (B, out_dim_i).
+        """
+        if not self.homogeneous:
+            return [actor(o) for actor, o in zip(self.actors, obs, strict=True)]
+        x = obs if isinstance(obs, torch.Tensor) else torch.stack(list(obs))
+        for layer in self._layers:
+            x = torch.baddbmm(layer[1], x, layer[0]) if isinstance(layer, tuple) else layer(x)
+        return list(x.unbind(0))
+
+
+def _layer_signature(actor: nn.Module) -> list | None:
+    """What must match for two actors' weights to be stacked; ``None`` when they cannot be."""
+    if not isinstance(actor, nn.Sequential):
+        return None
+    signature = []
+    for layer in actor:
+        if isinstance(layer, nn.Linear):
+            if layer.bias is None:
+                return None
+            signature.append((nn.Linear, tuple(layer.weight.shape)))
+        else:
+            signature.append((type(layer), repr(layer)))
+    return signature
