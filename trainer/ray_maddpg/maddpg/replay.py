@@ -197,12 +197,19 @@ class JointReplayBuffer:
         order = (np.arange(self._size) + (self._pos if self._size == self.capacity else 0)) % self.capacity
         state = {name: array[order] for name, array in self._arrays().items()}
         state.update(
-            obs_dims=list(self.obs_dims), act_dims=list(self.act_dims), rng=self.rng.bit_generator.state
+            obs_dims=list(self.obs_dims),
+            act_dims=list(self.act_dims),
+            capacity=self.capacity,
+            pos=self._pos,
+            rng=self.rng.bit_generator.state,
         )
         return state
 
     def set_state(self, state: dict[str, Any]) -> None:
-        """Restore ``get_state()`` output; a smaller capacity keeps the newest rows."""
+        """Restore ``get_state()`` output; a smaller capacity keeps the newest rows.
+
+        With the same capacity the rows go back to the same slots, so sampling resumes exactly.
+        """
         if list(state["obs_dims"]) != self.obs_dims or list(state["act_dims"]) != self.act_dims:
             raise ValueError(
                 f"buffer state has obs_dims {state['obs_dims']} and act_dims {state['act_dims']}, "
@@ -210,7 +217,9 @@ class JointReplayBuffer:
             )
         rows = len(state["obs"])
         keep = slice(max(0, rows - self.capacity), rows)
-        self._pos, self._size = 0, 0
+        same_layout = state["capacity"] == self.capacity
+        self._pos = (state["pos"] - rows) % self.capacity if same_layout else 0
+        self._size = 0
         for array in self._arrays().values():
             array.fill(0)
         self.add_batch(

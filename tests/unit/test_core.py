@@ -1,0 +1,209 @@
+"""MADDPG math against hand-computed values on tiny networks with fixed weights."""
+
+import pytest
+import torch
+from ray_maddpg.maddpg import core
+from torch import nn
+
+torch.set_num_threads(1)
+
+
+def linear(weights, bias):
+    layer = nn.Linear(len(weights), 1)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([weights]))
+        layer.bias.fill_(bias)
+    return layer
+
+
+def test_critic_target_is_reward_plus_discounted_next_q():
+    y = core.critic_target(
+        torch.tensor([1.0, 2.0]), torch.tensor([3.0, 4.0]), torch.tensor([False, False]), 0.5
+    )
+    assert torch.allclose(y, torch.tensor([1.0 + 0.5 * 3.0, 2.0 + 0.5 * 4.0]))
+
+
+def test_critic_target_bootstraps_on_truncation_but_not_on_termination():
+    rewards, next_q = torch.tensor([1.0, 1.0]), torch.tensor([10.0, 10.0])
+    terminated = torch.tensor([True, False])  # row 1 is a truncated (time-limit) step: not terminated
+    y = core.critic_target(rewards, next_q, terminated, gamma=0.9)
+    assert torch.allclose(y, torch.tensor([1.0, 1.0 + 0.9 * 10.0]))
+
+
+def test_twin_critic_target_uses_the_smaller_q():
+    y = core.critic_target(
+        torch.zeros(2), [torch.tensor([5.0, 1.0]), torch.tensor([3.0, 2.0])], torch.zeros(2), gamma=1.0
+    )
+    assert torch.allclose(y, torch.tensor([3.0, 1.0]))
+
+
+def test_critic_target_carries_no_gradient():
+    next_q = torch.tensor([1.0], requires_grad=True)
+    assert not core.critic_target(torch.zeros(1), next_q, torch.zeros(1), 0.95).requires_grad
+
+
+def test_critic_loss_on_a_fixed_linear_centralized_critic_matches_hand_computation():
+    critic = linear([1.0, 2.0, 3.0], bias=0.5)
+    obs = [torch.tensor([[1.0], [0.0]]), torch.tensor([[2.0], [1.0]])]
+    actions = [torch.tensor([[3.0], [-1.0]])]
+    q = critic(core.centralized_critic_input(obs, actions)).squeeze(-1)
+    # Row 0: 1*1 + 2*2 + 3*3 + 0.5 = 14.5; row 1: 0 + 2*1 + 3*(-1) + 0.5 = -0.5.
+    y = torch.tensor([14.0, 1.5])
+    assert torch.allclose(q, torch.tensor([14.5, -0.5]))
+    assert core.critic_loss(q, y).item() == pytest.approx((0.5**2 + 2.0**2) / 2)
+
+
+def test_twin_critic_loss_adds_each_critics_squared_error():
+    y = torch.tensor([1.0, 1.0])
+    loss = core.critic_loss([torch.tensor([2.0, 0.0]), torch.tensor([1.0, 4.0])], y)
+    assert loss.item() == pytest.approx(1.0 + (0.0 + 9.0) / 2)
+
+
+def test_actor_loss_is_negative_mean_q_plus_logit_penalty():
+    actor = linear([2.0, -1.0], bias=0.0)
+    obs = torch.tensor([[1.0, 1.0], [3.0, 0.0]])
+    logits = actor(obs)  # [[1], [6]]
+    q = torch.tensor([1.0, 3.0])
+    loss = core.actor_loss(q, logits, logit_penalty=1e-3)
+    assert loss.item() == pytest.approx(-2.0 + 1e-3 * (1.0 + 36.0) / 2)
+
+
+def test_actor_loss_without_logits_is_negative_mean_q():
+    assert core.actor_loss(torch.tensor([1.0, 3.0])).item() == pytest.approx(-2.0)
+
+
+def test_gradients_flow_through_gumbel_softmax_to_logits():
+    logits = torch.zeros(4, 5, requires_grad=True)
+    weights = torch.arange(5.0)
+    (core.gumbel_softmax(logits) * weights).sum().backward()
+    assert logits.grad is not None and logits.grad.abs().sum() > 0
+
+
+def test_straight_through_gumbel_softmax_is_one_hot_forward_and_differentiable():
+    logits = torch.randn(16, 5, requires_grad=True)
+    sample = core.gumbel_softmax(logits, hard=True)
+    assert torch.equal(sample.sum(-1), torch.ones(16))
+    assert set(sample.detach().unique().tolist()) <= {0.0, 1.0}
+    (sample * torch.arange(5.0)).sum().backward()
+    assert logits.grad.abs().sum() > 0
+
+
+def test_relaxed_gumbel_softmax_sample_is_a_distribution():
+    sample = core.gumbel_softmax(torch.randn(8, 5), temperature=0.5)
+    assert torch.all(sample >= 0)
+    assert torch.allclose(sample.sum(-1), torch.ones(8))
+
+
+def test_actor_update_reaches_actor_weights_through_the_centralized_critic():
+    torch.manual_seed(0)
+    actor, critic = core.MLP(3, 4), core.MLP(3 + 3 + 4 + 4, 1)
+    obs = [torch.randn(8, 3), torch.randn(8, 3)]
+    logits = actor(obs[0])
+    actions = [core.actor_action(logits, discrete=True), torch.eye(4)[torch.randint(4, (8,))]]
+    core.actor_loss(critic(core.centralized_critic_input(obs, actions)).squeeze(-1), logits).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in actor.parameters())
+
+
+def test_greedy_discrete_action_is_the_argmax_one_hot():
+    action = core.actor_action(torch.tensor([[0.1, 2.0, -1.0]]), discrete=True, stochastic=False)
+    assert torch.equal(action, torch.tensor([[0.0, 1.0, 0.0]]))
+
+
+def test_discrete_exploration_action_is_a_one_hot():
+    action = core.exploration_action(torch.randn(32, 5), discrete=True)
+    assert torch.equal(action.sum(-1), torch.ones(32))
+
+
+def test_continuous_actions_are_squashed_into_minus_one_to_one():
+    action = core.actor_action(torch.tensor([-100.0, -0.5, 0.0, 0.5, 100.0]), discrete=False)
+    assert torch.all(action.abs() <= 1.0)
+    assert torch.allclose(action, torch.tanh(torch.tensor([-100.0, -0.5, 0.0, 0.5, 100.0])))
+
+
+def test_exploration_noise_keeps_continuous_actions_in_range():
+    noisy = core.add_exploration_noise(torch.full((1000,), 0.9), std=1.0)
+    assert torch.all(noisy.abs() <= 1.0)
+    assert noisy.std() > 0.1
+
+
+def test_target_policy_smoothing_noise_is_clipped():
+    smoothed = core.target_policy_smoothing(torch.zeros(10_000), noise_std=10.0, noise_clip=0.2)
+    assert smoothed.abs().max().item() == pytest.approx(0.2)
+
+
+def test_target_policy_smoothing_keeps_actions_in_range():
+    smoothed = core.target_policy_smoothing(torch.full((1000,), 0.95), noise_std=1.0, noise_clip=0.5)
+    assert smoothed.max().item() == pytest.approx(1.0)
+
+
+def test_soft_update_is_polyak_averaging_with_tau():
+    target, source = nn.Linear(2, 2), nn.Linear(2, 2)
+    before = [p.detach().clone() for p in target.parameters()]
+    core.soft_update(target, source, tau=0.01)
+    for new, old, src in zip(target.parameters(), before, source.parameters(), strict=True):
+        assert torch.allclose(new, 0.01 * src + 0.99 * old)
+
+
+def test_hard_update_copies_the_source_weights():
+    target, source = nn.Linear(2, 2), nn.Linear(2, 2)
+    core.hard_update(target, source)
+    assert all(torch.equal(t, s) for t, s in zip(target.parameters(), source.parameters(), strict=True))
+
+
+def test_centralized_critic_input_puts_observations_then_actions_in_sorted_agent_order():
+    obs = {"b": torch.tensor([[2.0]]), "a": torch.tensor([[1.0]])}
+    actions = {"b": torch.tensor([[20.0]]), "a": torch.tensor([[10.0]])}
+    assert torch.equal(core.centralized_critic_input(obs, actions), torch.tensor([[1.0, 2.0, 10.0, 20.0]]))
+
+
+def test_local_critic_input_holds_only_the_agents_own_observation_and_action():
+    x = core.local_critic_input(torch.tensor([[1.0, 2.0]]), torch.tensor([[3.0]]))
+    assert torch.equal(x, torch.tensor([[1.0, 2.0, 3.0]]))
+
+
+def test_mlp_has_the_papers_two_hidden_layers_of_64_relu_units():
+    mlp = core.MLP(10, 5)
+    assert [type(m) for m in mlp] == [nn.Linear, nn.ReLU, nn.Linear, nn.ReLU, nn.Linear]
+    assert [m.out_features for m in mlp if isinstance(m, nn.Linear)] == [64, 64, 5]
+
+
+def test_twin_critic_returns_two_q_values_per_row():
+    q = core.Critic(6, twin=True)(torch.randn(4, 6))
+    assert len(q) == 2 and all(v.shape == (4,) for v in q)
+
+
+def test_clip_grad_norm_caps_the_global_norm():
+    layer = nn.Linear(3, 1)
+    (layer(torch.ones(1, 3)) * 1000).sum().backward()
+    core.clip_grad_norm(layer.parameters(), 0.5)
+    assert torch.cat([p.grad.flatten() for p in layer.parameters()]).norm().item() == pytest.approx(
+        0.5, rel=1e-4
+    )
+
+
+def test_joint_actors_match_each_actors_own_forward_for_homogeneous_agents():
+    actors = [core.MLP(18, 5) for _ in range(3)]
+    joint = core.JointActors(actors)
+    obs = [torch.randn(8, 18) for _ in range(3)]
+    assert joint.homogeneous
+    for out, actor, o in zip(joint(obs), actors, obs, strict=True):
+        assert torch.allclose(out, actor(o), atol=1e-5)
+
+
+def test_joint_actors_loop_over_heterogeneous_agents():
+    actors = [core.MLP(8, 5), core.MLP(10, 5), core.MLP(10, 5)]
+    joint = core.JointActors(actors)
+    obs = [torch.randn(4, 8), torch.randn(4, 10), torch.randn(4, 10)]
+    assert not joint.homogeneous
+    for out, actor, o in zip(joint(obs), actors, obs, strict=True):
+        assert torch.allclose(out, actor(o))
+
+
+def test_joint_actors_use_new_weights_after_sync():
+    actors = [core.MLP(4, 2) for _ in range(2)]
+    joint = core.JointActors(actors)
+    with torch.no_grad():
+        actors[1][-1].bias.add_(100.0)
+    joint.sync()
+    obs = [torch.randn(3, 4), torch.randn(3, 4)]
+    assert torch.allclose(joint(obs)[1], actors[1](obs[1]), atol=1e-5)
