@@ -1,1 +1,23 @@
-"""MADDPG: the plain-torch math (core), the joint replay buffer, and the RLlib glue."""
+"""MADDPG: the plain-torch math (core), the joint replay buffer, and the RLlib glue.
+
+``MADDPGConfig``, ``MADDPG`` and ``load_policy`` are imported lazily, so that
+``ray_maddpg.maddpg.core`` and ``ray_maddpg.maddpg.replay`` stay importable without Ray.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["MADDPG", "MADDPGConfig", "load_policy"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("MADDPG", "MADDPGConfig"):
+        from ray_maddpg.maddpg import maddpg
+
+        return getattr(maddpg, name)
+    if name == "load_policy":
+        from ray_maddpg.maddpg.policy import load_policy
+
+        return load_policy
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

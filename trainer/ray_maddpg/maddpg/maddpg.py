@@ -1,0 +1,429 @@
+"""MADDPG (Lowe et al. 2017) and its variants (DDPG baseline, MATD3) as an RLlib Algorithm.
+
+``MADDPGConfig`` holds the paper's defaults; ``MADDPG.training_step`` follows the paper's
+schedule: learning starts after ``num_steps_sampled_before_learning_starts`` joint env
+steps, then exactly one update of every agent per ``env_steps_per_update`` env steps.
+With remote env runners, the next sample runs while the learner updates on the last one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import ray
+from ray.rllib.algorithms.algorithm import Algorithm
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
+from ray.rllib.core import COMPONENT_LEARNER, COMPONENT_RL_MODULE
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
+from ray.rllib.utils.metrics import (
+    ENV_RUNNER_RESULTS,
+    ENV_RUNNER_SAMPLING_TIMER,
+    LEARNER_RESULTS,
+    LEARNER_UPDATE_TIMER,
+    NUM_ENV_STEPS_SAMPLED_LIFETIME,
+    REPLAY_BUFFER_ADD_DATA_TIMER,
+    TIMERS,
+)
+
+from ray_maddpg.envs.mpe import register_mpe_env, team_of, teams_of
+from ray_maddpg.errors import ConfigError
+from ray_maddpg.maddpg.env_runner import JointEnvRunner, agent_layout, make_joint_env
+from ray_maddpg.maddpg.maddpg_rl_module import MADDPGTorchRLModule
+from ray_maddpg.maddpg.replay import JointReplayBuffer
+from ray_maddpg.maddpg.torch.maddpg_torch_learner import NUM_UPDATES, MADDPGTorchLearner
+
+CRITIC_KINDS = ("centralized", "local")
+NUM_UPDATES_LIFETIME = "num_learner_updates_lifetime"
+UPDATES_PER_ENV_STEP = "updates_per_env_step"
+
+
+class MADDPGConfig(AlgorithmConfig):
+    """MADDPG's settings; the defaults are the paper's (openai/maddpg)."""
+
+    # The user-facing training settings and the types an experiment file may give them.
+    USER_FIELDS: dict[str, tuple[type, ...]] = {
+        "actor_lr": (float, int),
+        "critic_lr": (float, int),
+        "gamma": (float, int),
+        "tau": (float, int),
+        "train_batch_size_per_learner": (int,),
+        "replay_buffer_capacity": (int,),
+        "num_steps_sampled_before_learning_starts": (int,),
+        "env_steps_per_update": (int,),
+        "grad_clip": (float, int, type(None)),
+        "actor_logit_penalty": (float, int),
+        "actor_hidden": (list,),
+        "critic_hidden": (list,),
+        "critic": (str, dict),
+        "twin_q": (bool,),
+        "policy_delay": (int,),
+        "target_noise": (float, int),
+        "target_noise_clip": (float, int),
+        "exploration_noise": (float, int),
+        "exploration_noise_final": (float, int, type(None)),
+        "exploration_anneal_steps": (int,),
+        "gumbel_temperature": (float, int),
+        "share_parameters": (bool, dict),
+        "store_buffer_in_checkpoints": (bool,),
+    }
+
+    def __init__(self, algo_class=None):
+        super().__init__(algo_class=algo_class or MADDPG)
+        self.actor_lr = 1e-2  # Adam learning rate of every actor
+        self.critic_lr = 1e-2  # Adam learning rate of every critic
+        self.gamma = 0.95  # discount
+        self.tau = 0.01  # Polyak rate of the target networks, after every update
+        self.train_batch_size_per_learner = 1024  # joint transitions per update
+        self.replay_buffer_capacity = 1_000_000  # joint transitions kept
+        self.num_steps_sampled_before_learning_starts = 25_600  # 1024 * 25 env steps
+        self.env_steps_per_update = 100  # one update of all agents per 100 joint env steps
+        self.grad_clip = 0.5  # global gradient norm, per network (None: off)
+        self.actor_logit_penalty = 1e-3  # weight of mean(actor output^2) in the actor loss
+        self.actor_hidden = [64, 64]  # actor MLP hidden sizes (ReLU)
+        self.critic_hidden = [64, 64]  # critic MLP hidden sizes (ReLU)
+        self.critic = "centralized"  # "centralized" (MADDPG), "local" (DDPG) or {team: kind}
+        self.twin_q = False  # MATD3: two critics, min in the target
+        self.policy_delay = 1  # MATD3: actors and targets move every n-th update
+        self.target_noise = 0.0  # MATD3: target policy smoothing std (continuous actions)
+        self.target_noise_clip = 0.5  # MATD3: clip of that noise
+        self.exploration_noise = 0.1  # Gaussian std on continuous actions while sampling
+        self.exploration_noise_final = None  # std after annealing (None: constant)
+        self.exploration_anneal_steps = 0  # env steps of the linear annealing
+        self.gumbel_temperature = 1.0  # Gumbel-softmax temperature (discrete actions)
+        self.share_parameters = False  # one module per team of homogeneous agents (bool or {team: bool})
+        self.store_buffer_in_checkpoints = False  # include the replay buffer in checkpoints
+
+        # RLlib settings that fit MADDPG.
+        self.env = "mpe2"
+        self.env_runner_cls = JointEnvRunner
+        self.rollout_fragment_length = 100  # env steps per env per sample() call
+        self.min_sample_timesteps_per_iteration = 2500  # 100 episodes of 25 steps per train()
+        self.merge_env_runner_states = False  # our runners have no connector state
+        self.broadcast_env_runner_states = False
+        self.policy_mapping_fn = _module_of_agent
+
+    def training(
+        self,
+        *,
+        actor_lr=NotProvided,
+        critic_lr=NotProvided,
+        tau=NotProvided,
+        replay_buffer_capacity=NotProvided,
+        num_steps_sampled_before_learning_starts=NotProvided,
+        env_steps_per_update=NotProvided,
+        actor_logit_penalty=NotProvided,
+        actor_hidden=NotProvided,
+        critic_hidden=NotProvided,
+        critic=NotProvided,
+        twin_q=NotProvided,
+        policy_delay=NotProvided,
+        target_noise=NotProvided,
+        target_noise_clip=NotProvided,
+        exploration_noise=NotProvided,
+        exploration_noise_final=NotProvided,
+        exploration_anneal_steps=NotProvided,
+        gumbel_temperature=NotProvided,
+        share_parameters=NotProvided,
+        store_buffer_in_checkpoints=NotProvided,
+        **kwargs,
+    ) -> MADDPGConfig:
+        """MADDPG's settings, plus everything ``AlgorithmConfig.training`` takes (gamma, grad_clip, ...)."""
+        super().training(**kwargs)
+        for name, value in list(locals().items()):
+            if name not in ("self", "kwargs", "__class__") and value is not NotProvided:
+                setattr(self, name, value)
+        return self
+
+    # --- agents, teams and modules ---
+
+    def _per_team(self, setting: Any, team: str, default: Any) -> Any:
+        return setting.get(team, default) if isinstance(setting, dict) else setting
+
+    def critic_of(self, agent_id: str) -> str:
+        return self._per_team(self.critic, team_of(agent_id), "centralized")
+
+    def shares(self, team: str) -> bool:
+        return bool(self._per_team(self.share_parameters, team, False))
+
+    def agent_to_module(self, agents: list[str]) -> dict[str, str]:
+        """Module id per agent: the agent id, or the team name when the team shares parameters."""
+        return {aid: team_of(aid) if self.shares(team_of(aid)) else aid for aid in sorted(agents)}
+
+    def get_multi_rl_module_spec(self, *, env=None, spaces=None, inference_only: bool = False, **kwargs):
+        """One ``MADDPGTorchRLModule`` per agent (or per sharing team), built from the env's layout."""
+        probe = make_joint_env(self)
+        try:
+            layout = agent_layout(probe)
+        finally:
+            probe.close()
+        self._check_sharing(layout)
+        agents = layout["agents"]
+        module_of = self.agent_to_module(agents)
+        specs = {}
+        for mid in sorted(set(module_of.values())):
+            members = [a for a in agents if module_of[a] == mid]
+            first = members[0]
+            specs[mid] = RLModuleSpec(
+                module_class=MADDPGTorchRLModule,
+                observation_space=probe.observation_spaces[first],
+                action_space=probe.action_spaces[first],
+                inference_only=inference_only,
+                model_config={
+                    "agents": members,
+                    "all_agents": agents,
+                    "obs_dims": layout["obs_dims"],
+                    "act_dims": layout["act_dims"],
+                    "discrete": layout["discrete"][first],
+                    "critic": self.critic_of(first),
+                    "twin_q": self.twin_q,
+                    "actor_hidden": list(self.actor_hidden),
+                    "critic_hidden": list(self.critic_hidden),
+                },
+            )
+        return MultiRLModuleSpec(rl_module_specs=specs)
+
+    def _check_sharing(self, layout: dict[str, Any]) -> None:
+        teams = teams_of(layout["agents"])
+        problems = []
+        for name in ("critic", "share_parameters"):
+            setting = getattr(self, name)
+            if isinstance(setting, dict):
+                unknown = sorted(set(setting) - set(teams))
+                if unknown:
+                    problems.append(
+                        (f"algorithm.{name}", f"unknown team(s) {unknown}; teams: {sorted(teams)}")
+                    )
+        for team, members in teams.items():
+            if not self.shares(team):
+                continue
+            kinds = {(layout["obs_dims"][a], layout["act_dims"][a], layout["discrete"][a]) for a in members}
+            if len(kinds) > 1:
+                problems.append(
+                    (
+                        "algorithm.share_parameters",
+                        f"team {team!r} has agents with different observation/action spaces; "
+                        "parameter sharing needs homogeneous agents",
+                    )
+                )
+        if problems:
+            raise ConfigError(problems)
+
+    # --- RLlib plumbing ---
+
+    def get_default_rl_module_spec(self) -> RLModuleSpec:
+        return RLModuleSpec(module_class=MADDPGTorchRLModule)
+
+    def get_default_learner_class(self):
+        return MADDPGTorchLearner
+
+    def validate(self) -> None:
+        super().validate()
+        problems = []
+
+        def number(name: str, ok, allowed: str) -> None:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not ok(value):
+                problems.append((f"algorithm.{name}", f"{allowed} (got {value!r})"))
+
+        def integer(name: str, minimum: int) -> None:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                problems.append((f"algorithm.{name}", f"must be an integer >= {minimum} (got {value!r})"))
+
+        for name in ("actor_lr", "critic_lr"):
+            number(name, lambda v: v > 0, "must be a number > 0")
+        number("gamma", lambda v: 0 <= v <= 1, "must be a number in [0, 1]")
+        number("tau", lambda v: 0 < v <= 1, "must be a number in (0, 1]")
+        for name in ("actor_logit_penalty", "target_noise", "target_noise_clip", "exploration_noise"):
+            number(name, lambda v: v >= 0, "must be a number >= 0")
+        number("gumbel_temperature", lambda v: v > 0, "must be a number > 0")
+        if self.exploration_noise_final is not None:
+            number("exploration_noise_final", lambda v: v >= 0, "must be null or a number >= 0")
+        if self.grad_clip is not None:
+            number("grad_clip", lambda v: v > 0, "must be null or a number > 0")
+        for name in (
+            "train_batch_size_per_learner",
+            "replay_buffer_capacity",
+            "env_steps_per_update",
+            "policy_delay",
+        ):
+            integer(name, 1)
+        for name in ("num_steps_sampled_before_learning_starts", "exploration_anneal_steps"):
+            integer(name, 0)
+        for name in ("actor_hidden", "critic_hidden"):
+            value = getattr(self, name)
+            if not isinstance(value, list | tuple) or not all(
+                isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in value
+            ):
+                problems.append((f"algorithm.{name}", f"must be a list of positive integers (got {value!r})"))
+        critic = self.critic
+        kinds = critic.values() if isinstance(critic, dict) else [critic]
+        if not isinstance(critic, str | dict) or any(k not in CRITIC_KINDS for k in kinds):
+            problems.append(
+                (
+                    "algorithm.critic",
+                    f"must be 'centralized', 'local' or a dict team -> one of them (got {critic!r})",
+                )
+            )
+        share = self.share_parameters
+        flags = share.values() if isinstance(share, dict) else [share]
+        if not isinstance(share, bool | dict) or any(not isinstance(f, bool) for f in flags):
+            problems.append(
+                (
+                    "algorithm.share_parameters",
+                    f"must be true/false or a dict team -> true/false (got {share!r})",
+                )
+            )
+        if not isinstance(self.twin_q, bool):
+            problems.append(("algorithm.twin_q", f"must be true or false (got {self.twin_q!r})"))
+        if not isinstance(self.store_buffer_in_checkpoints, bool):
+            problems.append(("algorithm.store_buffer_in_checkpoints", "must be true or false"))
+        if problems:
+            raise ConfigError(problems)
+
+
+def _module_of_agent(agent_id, episode=None, **kwargs):
+    """RLlib's ``policy_mapping_fn`` for per-agent modules (sharing is resolved by the config)."""
+    return agent_id
+
+
+class MADDPG(Algorithm):
+    """The training loop: sample joint transitions, store them, update on the paper's schedule."""
+
+    @classmethod
+    def get_default_config(cls) -> MADDPGConfig:
+        return MADDPGConfig()
+
+    def setup(self, config) -> None:
+        register_mpe_env()
+        super().setup(config)
+        probe = make_joint_env(self.config)
+        self._layout = agent_layout(probe)
+        probe.close()
+        agents = self._layout["agents"]
+        self._module_of = self.config.agent_to_module(agents)
+        self._modules = {
+            mid: [a for a in agents if self._module_of[a] == mid] for mid in set(self._module_of.values())
+        }
+        self._agent_index = {aid: i for i, aid in enumerate(agents)}
+        self.replay_buffer = JointReplayBuffer(
+            self.config.replay_buffer_capacity,
+            [self._layout["obs_dims"][a] for a in agents],
+            [self._layout["act_dims"][a] for a in agents],
+            seed=self.config.seed,
+        )
+        self._env_steps = 0  # joint env steps sampled in this run
+        self._num_updates = 0  # learner updates done in this run
+        self._sampling = False  # a remote sample is in flight
+
+    # --- the training step ---
+
+    def training_step(self) -> None:
+        for data in self._sample():
+            with self.metrics.log_time((TIMERS, REPLAY_BUFFER_ADD_DATA_TIMER)):
+                self.replay_buffer.add_batch(
+                    data["obs"],
+                    data["actions"],
+                    data["rewards"],
+                    data["next_obs"],
+                    data["terminated"],
+                    data["truncated"],
+                )
+            self._env_steps += len(data["terminated"])
+
+        # The paper's schedule, exactly: after learning starts, update k is due once
+        # k * env_steps_per_update further env steps have been sampled.
+        eligible = self._env_steps - self.config.num_steps_sampled_before_learning_starts
+        due = max(0, eligible) // self.config.env_steps_per_update
+        if len(self.replay_buffer) < self.config.train_batch_size_per_learner:
+            due = self._num_updates
+        if due > self._num_updates:
+            with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
+                while self._num_updates < due:
+                    results = self.learner_group.update(
+                        batch=self._train_batch(),
+                        timesteps={
+                            NUM_ENV_STEPS_SAMPLED_LIFETIME: self._env_steps,
+                            NUM_UPDATES: self._num_updates,
+                        },
+                    )
+                    self.metrics.aggregate(results, key=LEARNER_RESULTS)
+                    self._num_updates += 1
+            if self.env_runner_group.num_remote_env_runners() == 0:
+                self.env_runner.set_state(self._weights())
+        self.metrics.log_value(NUM_UPDATES_LIFETIME, self._num_updates, window=1)
+        self.metrics.log_value(UPDATES_PER_ENV_STEP, self._num_updates / max(1, eligible), window=1)
+
+    def _sample(self) -> list[dict[str, Any]]:
+        """Joint transitions from the env runners; remote sampling overlaps the updates."""
+        group = self.env_runner_group
+        with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
+            if group.num_remote_env_runners() == 0:
+                data, metrics = self.env_runner.sample_with_metrics(global_env_steps=self._env_steps)
+                self.metrics.aggregate([metrics], key=ENV_RUNNER_RESULTS)
+                return [data]
+            if not self._sampling:
+                self._launch_sample()
+            results = group.fetch_ready_async_reqs(
+                tags="sample", timeout_seconds=self.config.sample_timeout_s
+            )
+            # Launch the next sample now, so it runs while the learner updates on this one.
+            self._launch_sample()
+        self.metrics.aggregate([metrics for _, (_, metrics) in results], key=ENV_RUNNER_RESULTS)
+        return [data for _, (data, _) in results]
+
+    def _launch_sample(self) -> None:
+        weights = ray.put(self._weights())
+        self.env_runner_group.foreach_env_runner_async(
+            "sample_with_metrics",
+            tag="sample",
+            kwargs={"weights": weights, "global_env_steps": self._env_steps},
+        )
+        self._sampling = True
+
+    def _weights(self) -> dict[str, Any]:
+        """The actors' weights (inference-only module state) for the env runners."""
+        state = self.learner_group.get_state(
+            components=f"{COMPONENT_LEARNER}/{COMPONENT_RL_MODULE}", inference_only=True
+        )[COMPONENT_LEARNER]
+        return {COMPONENT_RL_MODULE: state[COMPONENT_RL_MODULE]}
+
+    def _train_batch(self) -> MultiAgentBatch:
+        """A replay sample as one aligned batch per module: row b is the same env step everywhere."""
+        size = self.config.train_batch_size_per_learner
+        sample = self.replay_buffer.sample(size)
+        batches = {}
+        for mid, members in self._modules.items():
+            idx = [self._agent_index[a] for a in members]
+            batches[mid] = SampleBatch(
+                {
+                    Columns.OBS: np.stack([sample["obs"][i] for i in idx], axis=1),
+                    Columns.ACTIONS: np.stack([sample["actions"][i] for i in idx], axis=1),
+                    Columns.REWARDS: sample["rewards"][:, idx],
+                    Columns.NEXT_OBS: np.stack([sample["next_obs"][i] for i in idx], axis=1),
+                    Columns.TERMINATEDS: sample["terminated"][:, idx].astype(np.float32),
+                    Columns.TRUNCATEDS: sample["truncated"][:, idx].astype(np.float32),
+                }
+            )
+        return MultiAgentBatch(batches, env_steps=size)
+
+    # --- checkpoints: counters (and optionally the buffer) next to RLlib's state ---
+
+    def get_state(self, components=None, *, not_components=None, **kwargs) -> dict[str, Any]:
+        state = super().get_state(components, not_components=not_components, **kwargs)
+        state["maddpg"] = {"env_steps": self._env_steps, "num_updates": self._num_updates}
+        if self.config.store_buffer_in_checkpoints:
+            state["maddpg"]["replay_buffer"] = self.replay_buffer.get_state()
+        return state
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        super().set_state(state)
+        if "maddpg" in state:
+            self._env_steps = state["maddpg"]["env_steps"]
+            self._num_updates = state["maddpg"]["num_updates"]
+            if "replay_buffer" in state["maddpg"]:
+                self.replay_buffer.set_state(state["maddpg"]["replay_buffer"])
