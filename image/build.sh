@@ -39,4 +39,4 @@ if [[ ${#builder[@]} -eq 0 ]]; then
 fi
 
 echo "Building ${tag} with ${builder[0]}" >&2
-exec "${builder[@]}" "${build_args[@]}" --file "${root}/image/Dockerfile" --tag "${tag}" "${root}"
+exec "${builder[@]}" ${build_args[@]+"${build_args[@]}"} --file "${root}/image/Dockerfile" --tag "${tag}" "${root}"
