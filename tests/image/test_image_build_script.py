@@ -73,7 +73,7 @@ def test_build_passes_base_image_and_torch_index_as_build_args(fake_bin):
     result = run_build(fake_bin, BASE_IMAGE=base, TORCH_INDEX_URL=index)
     assert result.returncode == 0, result.stderr
     args = log.read_text().splitlines()
-    build_args = [value for flag, value in zip(args, args[1:]) if flag == "--build-arg"]
+    build_args = [value for flag, value in zip(args, args[1:], strict=False) if flag == "--build-arg"]
     assert build_args == [f"BASE_IMAGE={base}", f"TORCH_INDEX_URL={index}"]
 
 
