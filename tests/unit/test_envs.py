@@ -158,6 +158,21 @@ def test_rgb_array_render_works_headless():
     assert frame.ndim == 3 and frame.shape[2] == 3 and frame.dtype == np.uint8
 
 
+def test_closing_one_env_keeps_rendering_other_envs_working():
+    closed, kept = (
+        make_env("simple_spread", render_mode="rgb_array"),
+        make_env("simple_spread", render_mode="rgb_array"),
+    )
+    kept.reset(seed=0)
+    closed.close()
+    assert kept.render().shape[2] == 3
+
+
+def test_env_config_without_a_scenario_is_rejected():
+    with pytest.raises(ConfigError, match="scenario: is required"):
+        MPEMultiAgentEnv({"N": 3})
+
+
 def test_unknown_scenario_error_lists_the_allowed_scenarios():
     with pytest.raises(ConfigError) as err:
         validate_env_config("simple_spred", {})

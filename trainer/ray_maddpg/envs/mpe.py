@@ -137,7 +137,8 @@ def validate_env_config(scenario: Any, options: Mapping[str, Any], field_prefix:
     spec = SCENARIOS.get(scenario) if isinstance(scenario, str) else None
     if spec is None:
         allowed = ", ".join(sorted(SCENARIOS))
-        raise ConfigError([(f"{prefix}scenario", f"unknown scenario {scenario!r}; allowed: {allowed}")])
+        problem = "is required" if scenario is None else f"unknown scenario {scenario!r}"
+        raise ConfigError([(f"{prefix}scenario", f"{problem}; allowed: {allowed}")])
     problems = []
     for name, value in options.items():
         if name not in spec.options:
@@ -183,7 +184,7 @@ class MPEMultiAgentEnv(MultiAgentEnv):
 
     def __init__(self, config: Mapping[str, Any] | None = None):
         config = dict(config or {})
-        scenario = config.pop("scenario", "simple_spread")
+        scenario = config.pop("scenario", None)
         validate_env_config(scenario, config)
         super().__init__()
         self.scenario = scenario
@@ -286,7 +287,12 @@ class MPEMultiAgentEnv(MultiAgentEnv):
         return self._raw.render()
 
     def close(self):
-        self._raw.close()
+        # mpe2's close() calls pygame.quit(), which invalidates the fonts of every other env in
+        # this process (their next rgb_array render fails); only a human-mode window needs it.
+        if self.render_mode == "human":
+            self._raw.close()
+        else:
+            self._raw.screen = None
 
 
 def make_env(scenario: str, **options: Any) -> MPEMultiAgentEnv:
