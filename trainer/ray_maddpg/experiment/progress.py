@@ -62,7 +62,11 @@ def format_progress(
 ) -> str:
     steps = _lookup(result, STEPS) or 0
     mean_return = _lookup(result, RETURN)
-    shown_return = f"{mean_return:9.2f}" if isinstance(mean_return, int | float) and math.isfinite(mean_return) else "      n/a"
+    shown_return = (
+        f"{mean_return:9.2f}"
+        if isinstance(mean_return, int | float) and math.isfinite(mean_return)
+        else "      n/a"
+    )
     parts = [
         f"[{trial_name}]",
         f"iter {int(result.get('training_iteration') or 0):4d}",
@@ -82,11 +86,15 @@ class ProgressPrinter(Callback):
 
     def __init__(self, stop: dict[str, float], stream: TextIO | None = None):
         self.stop = stop
-        self.stream = stream or sys.stdout
+        self.stream = stream
         self._last: dict[str, tuple[float, float]] = {}  # trial id -> (steps, time_total_s)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its callbacks into the experiment state; a stream does not pickle.
+        return {**self.__dict__, "stream": None}
+
     def _print(self, line: str) -> None:
-        print(line, file=self.stream, flush=True)
+        print(line, file=self.stream or sys.stdout, flush=True)
 
     def steps_per_second(self, trial_id: str, result: dict[str, Any]) -> float:
         steps = float(_lookup(result, STEPS) or 0)

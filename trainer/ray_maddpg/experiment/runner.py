@@ -1,0 +1,225 @@
+"""Run a validated experiment through Ray Tune: one trial, or a sweep; fresh or resumed."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from ray_maddpg.errors import ConfigError
+from ray_maddpg.experiment.schema import (
+    STOP_METRICS,
+    Experiment,
+    grid_size,
+    read_yaml,
+    to_tune_space,
+    validate_experiment,
+)
+
+EXPERIMENT_FILE = "experiment.yaml"  # the validated file, kept next to the trials
+
+
+@dataclass
+class RunOutcome:
+    experiment_dir: Path
+    trials: list[dict[str, Any]]  # {"name", "path", "checkpoint", "status", "error"}
+
+    @property
+    def failed(self) -> bool:
+        return any(t["status"] == "ERROR" for t in self.trials)
+
+
+def algorithm_config(experiment: Experiment) -> Any:
+    """The ``MADDPGConfig`` (with Tune search spaces where the file has them)."""
+    from ray import tune
+
+    from ray_maddpg.envs import ENV_NAME, register_mpe_env
+    from ray_maddpg.experiment.callbacks import train_result_hooks
+    from ray_maddpg.maddpg import MADDPGConfig
+
+    register_mpe_env()
+    r, ev = experiment.resources, experiment.evaluation
+    seeds = experiment.tune.seeds
+    return (
+        MADDPGConfig()
+        .environment(ENV_NAME, env_config=to_tune_space(experiment.env_config))
+        .training(**to_tune_space(experiment.algorithm))
+        .env_runners(
+            num_env_runners=r.num_env_runners,
+            num_envs_per_env_runner=r.num_envs_per_env_runner,
+            num_cpus_per_env_runner=r.num_cpus_per_env_runner,
+        )
+        .learners(num_gpus_per_learner=r.num_gpus_per_learner)
+        .debugging(seed=tune.grid_search(list(seeds)) if seeds else experiment.seed, log_level="ERROR")
+        .callbacks(on_train_result=train_result_hooks(ev.every_iterations, ev.episodes, ev.gif))
+    )
+
+
+def connect(address: str | None) -> str:
+    """Join ``--address``, else ``RAY_ADDRESS`` (set inside ``ray job submit``), else start a local Ray."""
+    import ray
+
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    quiet = {"logging_level": logging.ERROR, "log_to_driver": True}
+    if address:
+        ray.init(address=address, **quiet)
+        return f"Ray cluster at {address}"
+    ray.init(address="local", include_dashboard=False, **quiet)
+    return "embedded local Ray"
+
+
+def _quiet_ray() -> None:
+    # The old (non-AIR) output path prints nothing at verbose=0; the new one always prints
+    # a header with a misleading TensorBoard path.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    for name in ("ray", "ray.tune", "ray.rllib", "ray.train"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _run_config(experiment: Experiment, results_dir: Path, run_name: str, stream: TextIO | None) -> Any:
+    from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
+
+    from ray_maddpg.experiment.progress import ProgressPrinter
+
+    stop = {STOP_METRICS[k]: v for k, v in experiment.stop.items()}
+    ck = experiment.checkpoint
+    return tune.RunConfig(
+        name=run_name,
+        storage_path=str(results_dir),
+        stop=stop,
+        verbose=0,
+        callbacks=[
+            ProgressPrinter(experiment.stop, stream),
+            TBXLoggerCallback(),
+            CSVLoggerCallback(),
+            JsonLoggerCallback(),
+        ],
+        checkpoint_config=tune.CheckpointConfig(
+            num_to_keep=ck.keep, checkpoint_frequency=ck.every_iterations, checkpoint_at_end=True
+        ),
+        # Evaluation GIFs and frame events are written in the trial's working dir.
+        sync_config=tune.SyncConfig(sync_artifacts=True),
+        failure_config=tune.FailureConfig(max_failures=0),
+    )
+
+
+def new_run_name(experiment: Experiment) -> str:
+    return f"{experiment.name}_{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def latest_run(results_dir: Path, name: str) -> Path:
+    """The newest ``<name>_<timestamp>`` experiment dir that Tune can restore."""
+    runs = sorted(p.parent for p in results_dir.glob(f"{name}_*/tuner.pkl"))
+    if not runs:
+        raise ConfigError([("--resume", f"no interrupted run of experiment {name!r} under {results_dir}")])
+    return runs[-1]
+
+
+def check_resumable(run_dir: Path, experiment: Experiment) -> None:
+    """Refuse to resume a run of another scenario or env (its checkpoints would not load)."""
+    stored = read_yaml(run_dir / EXPERIMENT_FILE)
+    previous = validate_experiment(stored, default_name=experiment.name)
+    problems = []
+    if previous.scenario != experiment.scenario:
+        problems.append(
+            ("scenario", f"{run_dir} was trained on {previous.scenario!r}, not {experiment.scenario!r}")
+        )
+    if previous.env != experiment.env:
+        problems.append(("env", f"{run_dir} was run with env {previous.env}, not {experiment.env}"))
+    if problems:
+        raise ConfigError(problems)
+
+
+def run(
+    experiment: Experiment,
+    results_dir: str | Path,
+    *,
+    address: str | None = None,
+    resume: bool = False,
+    stream: TextIO | None = None,
+) -> RunOutcome:
+    """Train (or resume) ``experiment``; input errors are raised before Ray starts."""
+    stream = stream or sys.stdout
+    results_dir = Path(results_dir).resolve()
+    if resume:
+        run_dir = latest_run(results_dir, experiment.name)
+        check_resumable(run_dir, experiment)
+    else:
+        run_dir = results_dir / new_run_name(experiment)
+
+    import ray
+    from ray import tune
+
+    from ray_maddpg.maddpg import MADDPG
+
+    _quiet_ray()
+    where = connect(address)
+    try:
+        if resume:
+            print(f"Resuming {run_dir} on {where}", file=stream, flush=True)
+            tuner = tune.Tuner.restore(str(run_dir), trainable=MADDPG, resume_errored=True)
+        else:
+            trials = grid_size(experiment)
+            print(
+                f"Training {experiment.name} ({experiment.scenario}, {trials} trial{'s' * (trials > 1)}) "
+                f"on {where}; results in {run_dir}",
+                file=stream,
+                flush=True,
+            )
+            param_space = algorithm_config(experiment)
+            run_dir.mkdir(parents=True)
+            (run_dir / EXPERIMENT_FILE).write_text(yaml.safe_dump(experiment.raw, sort_keys=False))
+            tuner = tune.Tuner(
+                MADDPG,
+                param_space=param_space,
+                tune_config=tune.TuneConfig(
+                    num_samples=experiment.tune.num_samples,
+                    max_concurrent_trials=experiment.tune.max_concurrent_trials,
+                ),
+                run_config=_run_config(experiment, results_dir, run_dir.name, stream),
+            )
+        grid = tuner.fit()
+        trials = [_describe(result) for result in grid]
+    finally:
+        ray.shutdown()
+    return RunOutcome(run_dir, trials)
+
+
+def _describe(result: Any) -> dict[str, Any]:
+    checkpoint = result.checkpoint.path if result.checkpoint else None
+    return {
+        "name": Path(result.path).name,
+        "path": result.path,
+        "checkpoint": checkpoint,
+        "status": "ERROR" if result.error else "TERMINATED",
+        "error": str(result.error).splitlines()[0] if result.error else None,
+        "return_mean": (result.metrics or {}).get("env_runners", {}).get("episode_return_mean"),
+    }
+
+
+def print_summary(outcome: RunOutcome, stream: TextIO | None = None) -> None:
+    stream = stream or sys.stdout
+    lines = ["", f"Results:      {outcome.experiment_dir}"]
+    for trial in outcome.trials:
+        state = "FAILED: " + (trial["error"] or "") if trial["status"] == "ERROR" else "done"
+        lines.append(f"  {trial['name']}: {state}")
+        if trial["checkpoint"]:
+            lines.append(f"    checkpoint: {trial['checkpoint']}")
+    lines.append(f"TensorBoard:  tensorboard --logdir {outcome.experiment_dir}")
+    with_checkpoint = [t for t in outcome.trials if t["checkpoint"]]
+    if with_checkpoint:
+        checkpoint = with_checkpoint[0]["checkpoint"]
+        lines.append(f"Evaluate:     ray-maddpg evaluate --checkpoint {checkpoint} --episodes 100")
+        lines.append(f"Render:       ray-maddpg render --checkpoint {checkpoint} --out run.gif")
+    if outcome.failed:
+        lines.append(
+            f"Resume:       ray-maddpg train --config <file> --resume --results-dir {outcome.experiment_dir.parent}"
+        )
+    print("\n".join(lines), file=stream, flush=True)
