@@ -1,10 +1,10 @@
 """Lint or render the Helm chart with the real Helm engine (helm-python-sdk), no helm binary needed.
 
-    python scripts/chart_lint.py charts/ray-maddpg [-f values/cpu-only.yaml]
-        lint strictly (warnings count as errors); exit 1 on any finding
-    python scripts/chart_lint.py template charts/ray-maddpg [-f VALUES]... [--set key=value]...
-        [--name RELEASE] [--namespace NS] [--output-dir DIR]
-        render like `helm template`; exit 2 when the values break the chart's schema
+python scripts/chart_lint.py charts/ray-maddpg [-f values/cpu-only.yaml]
+    lint strictly (warnings count as errors); exit 1 on any finding
+python scripts/chart_lint.py template charts/ray-maddpg [-f VALUES]... [--set key=value]...
+    [--name RELEASE] [--namespace NS] [--output-dir DIR]
+    render like `helm template`; exit 2 when the values break the chart's schema
 """
 
 from __future__ import annotations
@@ -54,7 +54,9 @@ def template(chart: str, values: dict, name: str, namespace: str, output_dir: st
     except helm_python.HelmValuesError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    manifests = {path: text for path, text in sorted(rendered.items()) if path.endswith(".yaml") and text.strip()}
+    manifests = {
+        path: text for path, text in sorted(rendered.items()) if path.endswith(".yaml") and text.strip()
+    }
     if output_dir:
         for path, text in manifests.items():
             target = Path(output_dir) / path
@@ -62,7 +64,9 @@ def template(chart: str, values: dict, name: str, namespace: str, output_dir: st
             target.write_text(text)
         print(f"wrote {len(manifests)} manifests under {output_dir}")
     else:
-        sys.stdout.write("".join(f"---\n# Source: {path}\n{text.strip()}\n" for path, text in manifests.items()))
+        sys.stdout.write(
+            "".join(f"---\n# Source: {path}\n{text.strip()}\n" for path, text in manifests.items())
+        )
     return 0
 
 

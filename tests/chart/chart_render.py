@@ -18,7 +18,9 @@ RELEASE = "ray-maddpg"
 NAMESPACE = "ml"
 
 # The chart's defaults and every example a user starts from.
-VALUE_SETS = {"defaults": {}} | {path.stem: yaml.safe_load(path.read_text()) for path in sorted(VALUES_DIR.glob("*.yaml"))}
+VALUE_SETS = {"defaults": {}} | {
+    path.stem: yaml.safe_load(path.read_text()) for path in sorted(VALUES_DIR.glob("*.yaml"))
+}
 
 
 @dataclass
@@ -33,7 +35,9 @@ class Rendered:
 
     def get(self, kind: str, component: str) -> dict:
         """The one object of this kind whose component label matches."""
-        found = [obj for obj in self.of_kind(kind) if labels(obj).get("app.kubernetes.io/component") == component]
+        found = [
+            obj for obj in self.of_kind(kind) if labels(obj).get("app.kubernetes.io/component") == component
+        ]
         assert len(found) == 1, f"expected one {kind} for component {component}, found {len(found)}"
         return found[0]
 

@@ -6,7 +6,17 @@ import base64
 import re
 
 import yaml
-from chart_render import CHART_DIR, VALUE_SETS, all_containers, chart, container, env_of, pod_spec, render, workloads
+from chart_render import (
+    CHART_DIR,
+    VALUE_SETS,
+    all_containers,
+    chart,
+    container,
+    env_of,
+    pod_spec,
+    render,
+    workloads,
+)
 
 # Processes that talk to Ray, and so need the token: the Ray nodes, notebooks, the Job and the test.
 RAY_CLIENTS = {"ray-head", "ray-worker", "jupyter", "wait-for-cluster", "submit", "check-cluster"}
@@ -49,7 +59,9 @@ def test_job_result_is_the_training_result_without_retries():
 
 
 def test_job_wait_expects_the_head_plus_every_worker_and_all_their_gpus():
-    env = env_of(container(job({"worker": {"replicas": 3, "gpus": 2}, "head": {"gpus": 1}}), "wait-for-cluster"))
+    env = env_of(
+        container(job({"worker": {"replicas": 3, "gpus": 2}, "head": {"gpus": 1}}), "wait-for-cluster")
+    )
     assert env["RAY_EXPECTED_NODES"]["value"] == "4"
     assert env["RAY_EXPECTED_GPUS"]["value"] == "7"
     assert env["RAY_API_SERVER_ADDRESS"]["value"] == "http://ray-maddpg-head:8265"
@@ -90,7 +102,9 @@ def test_inline_experiment_is_rendered_into_the_config_map_the_job_mounts(render
     config_map = rendered.get("ConfigMap", "experiment")
     merged = chart().merge_values(VALUE_SETS[value_set])["experiment"]["config"]
     assert yaml.safe_load(config_map["data"]["experiment.yaml"]) == merged
-    volume = next(v for v in pod_spec(rendered.get("Job", "experiment"))["volumes"] if v["name"] == "experiment")
+    volume = next(
+        v for v in pod_spec(rendered.get("Job", "experiment"))["volumes"] if v["name"] == "experiment"
+    )
     assert volume["configMap"] == {
         "name": config_map["metadata"]["name"],
         "items": [{"key": "experiment.yaml", "path": "experiment.yaml"}],
@@ -101,13 +115,17 @@ def test_example_experiments_take_nothing_from_the_default_experiment():
     # Helm merges maps key by key, so a default key missing from an example would leak into it.
     for name, values in VALUE_SETS.items():
         if name != "defaults":
-            assert chart().merge_values(values)["experiment"]["config"] == values["experiment"]["config"], name
+            assert chart().merge_values(values)["experiment"]["config"] == values["experiment"]["config"], (
+                name
+            )
 
 
 def test_job_reads_the_experiment_from_an_existing_config_map():
     rendered = render({"experiment": {"existingConfigMap": "my-exp", "existingConfigMapKey": "lr.yaml"}})
     assert rendered.of_kind("ConfigMap") == []
-    volume = next(v for v in pod_spec(rendered.get("Job", "experiment"))["volumes"] if v["name"] == "experiment")
+    volume = next(
+        v for v in pod_spec(rendered.get("Job", "experiment"))["volumes"] if v["name"] == "experiment"
+    )
     assert volume["configMap"] == {"name": "my-exp", "items": [{"key": "lr.yaml", "path": "experiment.yaml"}]}
 
 
@@ -178,7 +196,9 @@ def test_no_env_var_holds_a_plain_credential_value(rendered):
     for obj in workloads(rendered):
         for c in all_containers(pod_spec(obj)):
             for item in c.get("env", []):
-                if re.search(r"TOKEN|SECRET|PASSWORD|ACCESS_KEY", item["name"]) and not item["name"].endswith("_PATH"):
+                if re.search(r"TOKEN|SECRET|PASSWORD|ACCESS_KEY", item["name"]) and not item["name"].endswith(
+                    "_PATH"
+                ):
                     assert item["name"].endswith("_FILE") or "valueFrom" in item, (c["name"], item["name"])
 
 
@@ -239,9 +259,12 @@ def test_results_pvc_is_created_with_size_class_and_access_modes():
 
 
 def test_storage_class_dash_means_no_class_and_empty_means_the_default():
-    assert render({"storage": {"pvc": {"storageClass": "-"}}}).of_kind("PersistentVolumeClaim")[0]["spec"][
-        "storageClassName"
-    ] == ""
+    assert (
+        render({"storage": {"pvc": {"storageClass": "-"}}}).of_kind("PersistentVolumeClaim")[0]["spec"][
+            "storageClassName"
+        ]
+        == ""
+    )
     assert "storageClassName" not in render().of_kind("PersistentVolumeClaim")[0]["spec"]
 
 
@@ -259,11 +282,22 @@ def test_multi_node_example_shares_results_over_read_write_many_storage():
 
 
 def test_s3_storage_passes_the_uri_and_credentials_from_a_secret():
-    s3 = {"uri": "s3://bucket/runs", "endpointUrl": "http://minio:9000", "region": "eu-1", "credentialsSecret": "s3"}
+    s3 = {
+        "uri": "s3://bucket/runs",
+        "endpointUrl": "http://minio:9000",
+        "region": "eu-1",
+        "credentialsSecret": "s3",
+    }
     rendered = render({"storage": {"type": "s3", "s3": s3}})
     assert rendered.of_kind("PersistentVolumeClaim") == []
-    assert container(rendered.get("Job", "experiment"), "submit")["command"][-1] == "--results-dir=s3://bucket/runs"
-    assert container(rendered.get("Deployment", "head"), "tensorboard")["command"][1] == "--logdir=s3://bucket/runs"
+    assert (
+        container(rendered.get("Job", "experiment"), "submit")["command"][-1]
+        == "--results-dir=s3://bucket/runs"
+    )
+    assert (
+        container(rendered.get("Deployment", "head"), "tensorboard")["command"][1]
+        == "--logdir=s3://bucket/runs"
+    )
     for component, name in (("head", "ray-head"), ("worker", "ray-worker"), ("head", "tensorboard")):
         env = env_of(container(rendered.get("Deployment", component), name))
         assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"] == {

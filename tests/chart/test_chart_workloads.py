@@ -113,8 +113,13 @@ def test_worker_joins_the_head_service_with_its_pod_ip():
 
 
 def test_ray_start_params_become_extra_flags():
-    assert container(head({"head": {"rayStartParams": {"num-cpus": "0"}}}), "ray-head")["command"][-1] == "--num-cpus=0"
-    flags = container(worker({"worker": {"rayStartParams": {"num-cpus": 3, "memory": 1000}}}), "ray-worker")["command"]
+    assert (
+        container(head({"head": {"rayStartParams": {"num-cpus": "0"}}}), "ray-head")["command"][-1]
+        == "--num-cpus=0"
+    )
+    flags = container(worker({"worker": {"rayStartParams": {"num-cpus": 3, "memory": 1000}}}), "ray-worker")[
+        "command"
+    ]
     assert flags[-2:] == ["--memory=1000", "--num-cpus=3"]
 
 
@@ -138,7 +143,10 @@ def test_head_containers_share_the_results_volume():
         assert {"name": "results", "mountPath": "/results"}.items() <= next(
             m for m in c["volumeMounts"] if m["name"] == "results"
         ).items(), c["name"]
-    assert spec["volumes"][0] == {"name": "results", "persistentVolumeClaim": {"claimName": "ray-maddpg-results"}}
+    assert spec["volumes"][0] == {
+        "name": "results",
+        "persistentVolumeClaim": {"claimName": "ray-maddpg-results"},
+    }
 
 
 def test_sidecars_can_be_turned_off():
@@ -149,7 +157,10 @@ def test_sidecars_can_be_turned_off():
 
 
 def test_ray_pods_have_memory_backed_shm_sized_from_values():
-    for obj, size in ((head({"head": {"shmSize": "7Gi"}}), "7Gi"), (worker({"worker": {"shmSize": "9Gi"}}), "9Gi")):
+    for obj, size in (
+        (head({"head": {"shmSize": "7Gi"}}), "7Gi"),
+        (worker({"worker": {"shmSize": "9Gi"}}), "9Gi"),
+    ):
         spec = pod_spec(obj)
         assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": size}} in spec["volumes"]
         assert {"name": "dshm", "mountPath": "/dev/shm"} in spec["containers"][0]["volumeMounts"]
@@ -188,7 +199,10 @@ def test_extra_env_and_volumes_reach_the_ray_and_jupyter_containers():
 def test_image_tag_defaults_to_the_chart_app_version_and_a_digest_wins():
     assert {c["image"] for c in all_containers(pod_spec(head()))} == {"ghcr.io/ray-maddpg/ray-maddpg:0.1.0"}
     digest = "sha256:" + "a" * 64
-    assert container(head({"image": {"digest": digest}}), "ray-head")["image"] == f"ghcr.io/ray-maddpg/ray-maddpg@{digest}"
+    assert (
+        container(head({"image": {"digest": digest}}), "ray-head")["image"]
+        == f"ghcr.io/ray-maddpg/ray-maddpg@{digest}"
+    )
 
 
 # ---------------------------------------------------------------- Services
@@ -205,7 +219,9 @@ def test_jupyter_and_tensorboard_are_node_port_services():
 def test_node_ports_are_left_to_kubernetes_unless_fixed():
     rendered = render()
     assert "nodePort" not in rendered.get("Service", "jupyter")["spec"]["ports"][0]
-    fixed = render({"jupyter": {"service": {"nodePort": 30888}}, "tensorboard": {"service": {"nodePort": 30606}}})
+    fixed = render(
+        {"jupyter": {"service": {"nodePort": 30888}}, "tensorboard": {"service": {"nodePort": 30606}}}
+    )
     assert fixed.get("Service", "jupyter")["spec"]["ports"][0]["nodePort"] == 30888
     assert fixed.get("Service", "tensorboard")["spec"]["ports"][0]["nodePort"] == 30606
 
