@@ -38,9 +38,7 @@ def test_durations_are_compact():
 
 def test_progress_line_shows_trial_iteration_steps_return_rate_and_eta():
     line = format_progress("quick_00000", {"env_steps": 10_000}, result(2_500, 10.0, 5, -41.5), 250.0)
-    assert (
-        line == "[quick_00000] | iter    5 | steps      2,500 | return    -41.50 |     250 steps/s | ETA 30s"
-    )
+    assert line == "[quick_00000] iter    5 | steps      2,500 | return    -41.50 |     250 steps/s | ETA 30s"
 
 
 def test_progress_line_reads_flat_result_keys_too():

@@ -6,10 +6,8 @@ Exit codes: 0 success, 1 a trial failed, 2 bad input (nothing is written in that
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
-import warnings
 
 from ray_maddpg import __version__
 from ray_maddpg.errors import ConfigError
@@ -110,11 +108,11 @@ def _quiet() -> None:
     # Ray and RLlib warn at import and config time (new API stack notices, deprecations);
     # the user needs none of it to run an experiment.
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
-    warnings.filterwarnings("ignore")
     import ray.rllib  # noqa: F401  (importing Ray resets its loggers' levels, so import it first)
 
-    for name in ("ray", "ray.rllib", "ray.tune", "ray.train"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    from ray_maddpg.experiment.runner import quiet_worker
+
+    quiet_worker()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -68,8 +68,7 @@ def format_progress(
         else "      n/a"
     )
     parts = [
-        f"[{trial_name}]",
-        f"iter {int(result.get('training_iteration') or 0):4d}",
+        f"[{trial_name}] iter {int(result.get('training_iteration') or 0):4d}",
         f"steps {int(steps):>10,}",
         f"return {shown_return}",
         f"{steps_per_s:7,.0f} steps/s",

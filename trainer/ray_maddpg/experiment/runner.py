@@ -66,12 +66,28 @@ def connect(address: str | None) -> str:
     import ray
 
     address = address or os.environ.get("RAY_ADDRESS") or None
-    quiet = {"logging_level": logging.ERROR, "log_to_driver": True}
+    quiet = {
+        "logging_level": logging.ERROR,
+        "runtime_env": {"worker_process_setup_hook": "ray_maddpg.experiment.runner.quiet_worker"},
+    }
     if address:
         ray.init(address=address, **quiet)
         return f"Ray cluster at {address}"
     ray.init(address="local", include_dashboard=False, **quiet)
     return "embedded local Ray"
+
+
+def quiet_worker() -> None:
+    """Runs in every Ray worker: keep errors and our own prints, drop RLlib/Tune notices."""
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    _quiet_loggers()
+
+
+def _quiet_loggers() -> None:
+    for name in ("ray", "ray.rllib", "ray.tune", "ray.train"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def _quiet_ray() -> None:
