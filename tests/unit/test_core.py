@@ -190,13 +190,18 @@ def test_joint_actors_match_each_actors_own_forward_for_homogeneous_agents():
         assert torch.allclose(out, actor(o), atol=1e-5)
 
 
-def test_joint_actors_loop_over_heterogeneous_agents():
-    actors = [core.MLP(8, 5), core.MLP(10, 5), core.MLP(10, 5)]
+def test_joint_actors_match_each_actors_own_forward_for_heterogeneous_agents():
+    actors = [core.MLP(16, 5), core.MLP(16, 5), core.MLP(16, 5), core.MLP(14, 5)]  # simple_tag
     joint = core.JointActors(actors)
-    obs = [torch.randn(4, 8), torch.randn(4, 10), torch.randn(4, 10)]
+    obs = [torch.randn(4, 16), torch.randn(4, 16), torch.randn(4, 16), torch.randn(4, 14)]
     assert not joint.homogeneous
     for out, actor, o in zip(joint(obs), actors, obs, strict=True):
-        assert torch.allclose(out, actor(o))
+        assert torch.allclose(out, actor(o), atol=1e-5)
+
+
+def test_joint_actors_stack_actors_of_the_same_shape_into_one_group():
+    actors = [core.MLP(16, 5), core.MLP(14, 5), core.MLP(16, 5), core.MLP(16, 5)]
+    assert core.JointActors(actors).groups == [[0, 2, 3], [1]]
 
 
 def test_joint_actors_use_new_weights_after_sync():

@@ -206,51 +206,67 @@ def clip_grad_norm(parameters: Iterable[torch.Tensor], max_norm: float | None) -
 class JointActors:
     """All agents' actor forward passes for a batch of envs in one call (inference only).
 
-    For homogeneous actors (same layer shapes and activations) the weights are stacked to
-    (N, in, out) and each layer is one ``torch.baddbmm`` over all agents; otherwise it loops
-    over the agents. Call ``sync()`` after the actors' weights change.
+    Actors with the same layer shapes and activations form a group whose weights are stacked
+    to (G, in, out), so each layer is one ``torch.baddbmm`` for the whole group (all agents of
+    simple_spread; the three adversaries of simple_tag). Other actors run on their own.
+    Call ``sync()`` after the actors' weights change.
     """
 
-    def __init__(self, actors: Sequence[nn.Sequential]):
+    def __init__(self, actors: Sequence[nn.Module]):
         self.actors = list(actors)
-        first = _layer_signature(self.actors[0])
-        self.homogeneous = (
-            len(self.actors) > 1
-            and first is not None
-            and all(_layer_signature(actor) == first for actor in self.actors)
-        )
-        self._layers: list[tuple[torch.Tensor, torch.Tensor] | nn.Module] = []
+        by_signature: dict = {}
+        for i, actor in enumerate(self.actors):
+            signature = _layer_signature(actor)
+            by_signature.setdefault(("alone", i) if signature is None else signature, []).append(i)
+        self.groups: list[list[int]] = list(by_signature.values())
+        self.homogeneous = len(self.groups) == 1 and len(self.actors) > 1
+        self._stacked: list[list | None] = []
         self.sync()
 
     @torch.no_grad()
     def sync(self) -> None:
         """Re-stack the weights from the actors (after a weight update)."""
-        if not self.homogeneous:
-            return
-        self._layers = []
-        for layers in zip(*self.actors, strict=True):
+        self._stacked = [
+            self._stack([self.actors[i] for i in group]) if len(group) > 1 else None for group in self.groups
+        ]
+
+    @staticmethod
+    def _stack(actors: list[nn.Module]) -> list:
+        stacked = []
+        for layers in zip(*actors, strict=True):
             if isinstance(layers[0], nn.Linear):
-                weight = torch.stack([layer.weight.t() for layer in layers])  # (N, in, out)
-                bias = torch.stack([layer.bias for layer in layers]).unsqueeze(1)  # (N, 1, out)
-                self._layers.append((weight.contiguous(), bias))
+                weight = torch.stack([layer.weight.t() for layer in layers])  # (G, in, out)
+                bias = torch.stack([layer.bias for layer in layers]).unsqueeze(1)  # (G, 1, out)
+                stacked.append((weight.contiguous(), bias))
             else:
-                self._layers.append(layers[0])  # elementwise activation: the same for every agent
+                stacked.append(layers[0])  # elementwise activation: the same for the whole group
+        return stacked
+
+    @staticmethod
+    def _forward_stacked(layers: list, x: torch.Tensor) -> torch.Tensor:
+        for layer in layers:
+            x = torch.baddbmm(layer[1], x, layer[0]) if isinstance(layer, tuple) else layer(x)
+        return x
 
     @torch.no_grad()
     def __call__(self, obs: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """``obs``: per-agent (B, obs_dim_i) tensors in agent order, or one (N, B, obs_dim) tensor.
-
-        Returns each agent's raw actor output (logits or pre-``tanh``), (B, out_dim_i).
+        """``obs``: per-agent (B, obs_dim_i) tensors in agent order, or, for homogeneous actors,
+        one (N, B, obs_dim) tensor. Returns each agent's raw actor output (logits or pre-``tanh``).
         """
-        if not self.homogeneous:
-            return [actor(o) for actor, o in zip(self.actors, obs, strict=True)]
-        x = obs if isinstance(obs, torch.Tensor) else torch.stack(list(obs))
-        for layer in self._layers:
-            x = torch.baddbmm(layer[1], x, layer[0]) if isinstance(layer, tuple) else layer(x)
-        return list(x.unbind(0))
+        if isinstance(obs, torch.Tensor) and self.homogeneous:
+            return list(self._forward_stacked(self._stacked[0], obs).unbind(0))
+        outputs: list[torch.Tensor | None] = [None] * len(self.actors)
+        for group, layers in zip(self.groups, self._stacked, strict=True):
+            if layers is None:
+                outputs[group[0]] = self.actors[group[0]](obs[group[0]])
+                continue
+            stacked_out = self._forward_stacked(layers, torch.stack([obs[i] for i in group]))
+            for i, out in zip(group, stacked_out.unbind(0), strict=True):
+                outputs[i] = out
+        return outputs
 
 
-def _layer_signature(actor: nn.Module) -> list | None:
+def _layer_signature(actor: nn.Module) -> tuple | None:
     """What must match for two actors' weights to be stacked; ``None`` when they cannot be."""
     if not isinstance(actor, nn.Sequential):
         return None
@@ -262,4 +278,4 @@ def _layer_signature(actor: nn.Module) -> list | None:
             signature.append((nn.Linear, tuple(layer.weight.shape)))
         else:
             signature.append((type(layer), repr(layer)))
-    return signature
+    return tuple(signature)
