@@ -1,5 +1,8 @@
 """MADDPG math against hand-computed values on tiny networks with fixed weights."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
 from ray_maddpg.maddpg import core
@@ -212,3 +215,8 @@ def test_joint_actors_use_new_weights_after_sync():
     joint.sync()
     obs = [torch.randn(3, 4), torch.randn(3, 4)]
     assert torch.allclose(joint(obs)[1], actors[1](obs[1]), atol=1e-5)
+
+
+def test_core_and_replay_import_without_ray():
+    code = "import sys, ray_maddpg.maddpg.core, ray_maddpg.maddpg.replay; sys.exit('ray' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
