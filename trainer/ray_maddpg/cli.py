@@ -73,8 +73,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     experiment = load_experiment(args.config, args.overrides)
     outcome = run(experiment, args.results_dir, address=args.address, resume=args.resume)
-    print_summary(outcome)
-    return 1 if outcome.failed else 0
+    print_summary(outcome, args.config)
+    return 1 if outcome.failed else 130 if outcome.interrupted else 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

@@ -41,12 +41,11 @@ def evaluate_during_training(
     thumbnail frames to TensorBoard (a few KB, so cheap enough for every evaluation).
     """
     from ray_maddpg.experiment.evaluate import run_episodes
-    from ray_maddpg.maddpg import DeterministicPolicy
 
     iteration = int(result.get("training_iteration") or algorithm.iteration + 1)
     if iteration % every_iterations:
         return
-    policy = DeterministicPolicy.from_algorithm(algorithm)
+    policy = current_policy(algorithm)
     report = run_episodes(policy, episodes, seed=10_000 + iteration, render=gif)
     result["evaluation"] = report.flat_means()
     if gif:
@@ -54,6 +53,16 @@ def evaluate_during_training(
 
         write_gif(report.frames, Path(_trial_dir()) / f"eval_{iteration:06d}.gif")
         _log_frames(iteration, thumbnails(report.frames))
+
+
+def current_policy(algorithm: Any) -> Any:
+    """The learner's current actors as a ``DeterministicPolicy`` (a copy, in this process)."""
+    from ray_maddpg.maddpg.policy import DeterministicPolicy
+
+    module = algorithm.config.get_multi_rl_module_spec().build()
+    module.set_state(algorithm.learner_group.get_weights())
+    module.eval()
+    return DeterministicPolicy(algorithm.config, module)
 
 
 def _trial_dir() -> str:

@@ -22,7 +22,8 @@ from ray_maddpg.experiment.schema import (
     validate_experiment,
 )
 
-EXPERIMENT_FILE = "experiment.yaml"  # the validated file, kept next to the trials
+EXPERIMENT_FILE = "experiment.yaml"
+LOCAL_START_ATTEMPTS = 3  # the validated file, kept next to the trials
 
 
 @dataclass
@@ -33,6 +34,10 @@ class RunOutcome:
     @property
     def failed(self) -> bool:
         return any(t["status"] == "ERROR" for t in self.trials)
+
+    @property
+    def interrupted(self) -> bool:
+        return any(t["status"] == "INTERRUPTED" for t in self.trials)
 
 
 def algorithm_config(experiment: Experiment) -> Any:
@@ -73,7 +78,19 @@ def connect(address: str | None) -> str:
     if address:
         ray.init(address=address, **quiet)
         return f"Ray cluster at {address}"
-    ray.init(address="local", include_dashboard=False, **quiet)
+    # On a saturated machine Ray's node startup can exceed its fixed 30 s wait (the dashboard
+    # agent is slow to come up); a fresh attempt usually makes it.
+    for attempt in range(1, LOCAL_START_ATTEMPTS + 1):
+        try:
+            ray.init(address="local", include_dashboard=False, **quiet)
+            break
+        except Exception as err:
+            ray.shutdown()
+            if "timed out during startup" not in str(err) or attempt == LOCAL_START_ATTEMPTS:
+                raise
+            print(
+                f"local Ray did not start in time (attempt {attempt}); retrying", file=sys.stderr, flush=True
+            )
     return "embedded local Ray"
 
 
@@ -176,7 +193,9 @@ def run(
     from ray_maddpg.maddpg import MADDPG
 
     _quiet_ray()
-    where = connect(address)
+    # A caller that already joined Ray (the notebook) keeps its connection.
+    owns_connection = not ray.is_initialized()
+    where = connect(address) if owns_connection else "the connected Ray"
     try:
         if resume:
             print(f"Resuming {run_dir} on {where}", file=stream, flush=True)
@@ -204,27 +223,30 @@ def run(
         grid = tuner.fit()
         trials = [_describe(result) for result in grid]
     finally:
-        ray.shutdown()
+        if owns_connection:
+            ray.shutdown()
     return RunOutcome(run_dir, trials)
 
 
 def _describe(result: Any) -> dict[str, Any]:
     checkpoint = result.checkpoint.path if result.checkpoint else None
+    metrics = result.metrics or {}
     return {
         "name": Path(result.path).name,
         "path": result.path,
         "checkpoint": checkpoint,
-        "status": "ERROR" if result.error else "TERMINATED",
+        "status": "ERROR" if result.error else "TERMINATED" if metrics.get("done") else "INTERRUPTED",
         "error": str(result.error).splitlines()[0] if result.error else None,
-        "return_mean": (result.metrics or {}).get("env_runners", {}).get("episode_return_mean"),
+        "return_mean": metrics.get("env_runners", {}).get("episode_return_mean"),
     }
 
 
-def print_summary(outcome: RunOutcome, stream: TextIO | None = None) -> None:
+def print_summary(outcome: RunOutcome, config_path: str = "<file>", stream: TextIO | None = None) -> None:
     stream = stream or sys.stdout
     lines = ["", f"Results:      {outcome.experiment_dir}"]
+    states = {"TERMINATED": "done", "INTERRUPTED": "interrupted", "ERROR": "FAILED"}
     for trial in outcome.trials:
-        state = "FAILED: " + (trial["error"] or "") if trial["status"] == "ERROR" else "done"
+        state = states[trial["status"]] + (f": {trial['error']}" if trial["error"] else "")
         lines.append(f"  {trial['name']}: {state}")
         if trial["checkpoint"]:
             lines.append(f"    checkpoint: {trial['checkpoint']}")
@@ -234,8 +256,8 @@ def print_summary(outcome: RunOutcome, stream: TextIO | None = None) -> None:
         checkpoint = with_checkpoint[0]["checkpoint"]
         lines.append(f"Evaluate:     ray-maddpg evaluate --checkpoint {checkpoint} --episodes 100")
         lines.append(f"Render:       ray-maddpg render --checkpoint {checkpoint} --out run.gif")
-    if outcome.failed:
+    if outcome.failed or outcome.interrupted:
         lines.append(
-            f"Resume:       ray-maddpg train --config <file> --resume --results-dir {outcome.experiment_dir.parent}"
+            f"Resume:       ray-maddpg train --config {config_path} --resume --results-dir {outcome.experiment_dir.parent}"
         )
     print("\n".join(lines), file=stream, flush=True)

@@ -1,0 +1,75 @@
+"""Bad input: one clear message, exit code 2, nothing written in the results dir."""
+
+import pytest
+import yaml
+from experiment_helpers import QUICK, cli
+from ray_maddpg.cli import main
+
+
+@pytest.fixture
+def results(tmp_path):
+    return tmp_path / "results"
+
+
+def train(config, results, *extra):
+    return main(["train", "--config", str(config), "--results-dir", str(results), *extra])
+
+
+def write(tmp_path, text):
+    path = tmp_path / "experiment.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_malformed_yaml_exits_2_and_writes_nothing(tmp_path, results, capsys):
+    config = write(tmp_path, "scenario: simple_spread\nenv: {N: 3\n")
+    assert train(config, results) == 2
+    assert "malformed YAML" in capsys.readouterr().err
+    assert not results.exists()
+
+
+def test_unknown_key_exits_2_naming_the_key(tmp_path, results, capsys):
+    data = yaml.safe_load(QUICK.read_text())
+    data["algorithm"]["learning_rate"] = 0.1
+    assert train(write(tmp_path, yaml.safe_dump(data)), results) == 2
+    assert "algorithm.learning_rate: unknown key" in capsys.readouterr().err
+    assert not results.exists()
+
+
+def test_wrong_type_exits_2_naming_the_field_and_value(results, capsys):
+    assert train(QUICK, results, "--set", "stop.env_steps=lots") == 2
+    assert "stop.env_steps: must be an integer >= 1 (got 'lots')" in capsys.readouterr().err
+    assert not results.exists()
+
+
+def test_missing_experiment_file_exits_2(tmp_path, results, capsys):
+    assert train(tmp_path / "nope.yaml", results) == 2
+    assert "file not found" in capsys.readouterr().err
+
+
+def test_resume_without_a_previous_run_exits_2(results, capsys):
+    assert train(QUICK, results, "--resume") == 2
+    assert "no interrupted run" in capsys.readouterr().err
+
+
+def test_evaluate_a_missing_checkpoint_exits_2(tmp_path, capsys):
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "gone"), "--episodes", "1"]) == 2
+    assert "no such file or directory" in capsys.readouterr().err
+
+
+def test_evaluate_a_dir_that_is_no_checkpoint_exits_2(tmp_path, capsys):
+    assert main(["evaluate", "--checkpoint", str(tmp_path), "--episodes", "1"]) == 2
+    assert "not a MADDPG checkpoint" in capsys.readouterr().err
+
+
+def test_render_to_a_non_gif_path_exits_2_before_loading_anything(tmp_path, capsys):
+    assert main(["render", "--checkpoint", str(tmp_path / "gone"), "--out", str(tmp_path / "x.mp4")]) == 2
+    assert "--out: must end in .gif" in capsys.readouterr().err
+
+
+def test_the_installed_command_reports_bad_input_without_a_traceback(tmp_path):
+    done = cli("train", "--config", str(QUICK), "--results-dir", str(tmp_path / "r"), "--set", "env.N=0")
+    assert done.returncode == 2
+    assert "env.N: must be a positive integer" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "r").exists()
