@@ -286,6 +286,31 @@ class MADDPGConfig(AlgorithmConfig):
             raise ConfigError(problems)
 
 
+def joint_train_batch(
+    sample: dict[str, Any], module_agents: dict[str, list[str]], agents: list[str]
+) -> MultiAgentBatch:
+    """A ``JointReplayBuffer.sample`` as one batch per module, agents along axis 1.
+
+    Row b is the same env step in every module's batch, which is what lets each
+    critic see every agent's observation and action.
+    """
+    index = {aid: i for i, aid in enumerate(agents)}
+    batches = {}
+    for mid, members in module_agents.items():
+        idx = [index[a] for a in members]
+        batches[mid] = SampleBatch(
+            {
+                Columns.OBS: np.stack([sample["obs"][i] for i in idx], axis=1),
+                Columns.ACTIONS: np.stack([sample["actions"][i] for i in idx], axis=1),
+                Columns.REWARDS: sample["rewards"][:, idx],
+                Columns.NEXT_OBS: np.stack([sample["next_obs"][i] for i in idx], axis=1),
+                Columns.TERMINATEDS: sample["terminated"][:, idx].astype(np.float32),
+                Columns.TRUNCATEDS: sample["truncated"][:, idx].astype(np.float32),
+            }
+        )
+    return MultiAgentBatch(batches, env_steps=len(sample["rewards"]))
+
+
 def _module_of_agent(agent_id, episode=None, **kwargs):
     """RLlib's ``policy_mapping_fn`` for per-agent modules (sharing is resolved by the config)."""
     return agent_id
@@ -309,7 +334,6 @@ class MADDPG(Algorithm):
         self._modules = {
             mid: [a for a in agents if self._module_of[a] == mid] for mid in set(self._module_of.values())
         }
-        self._agent_index = {aid: i for i, aid in enumerate(agents)}
         self.replay_buffer = JointReplayBuffer(
             self.config.replay_buffer_capacity,
             [self._layout["obs_dims"][a] for a in agents],
@@ -342,17 +366,21 @@ class MADDPG(Algorithm):
         if len(self.replay_buffer) < self.config.train_batch_size_per_learner:
             due = self._num_updates
         if due > self._num_updates:
+            # All due updates in one learner call: one minibatch (= one update) each.
+            num = due - self._num_updates
             with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
-                while self._num_updates < due:
-                    results = self.learner_group.update(
-                        batch=self._train_batch(),
-                        timesteps={
-                            NUM_ENV_STEPS_SAMPLED_LIFETIME: self._env_steps,
-                            NUM_UPDATES: self._num_updates,
-                        },
-                    )
-                    self.metrics.aggregate(results, key=LEARNER_RESULTS)
-                    self._num_updates += 1
+                results = self.learner_group.update(
+                    batch=self._train_batch(num),
+                    minibatch_size=self.config.train_batch_size_per_learner,
+                    num_epochs=1,
+                    shuffle_batch_per_epoch=False,
+                    timesteps={
+                        NUM_ENV_STEPS_SAMPLED_LIFETIME: self._env_steps,
+                        NUM_UPDATES: self._num_updates,
+                    },
+                )
+            self.metrics.aggregate(results, key=LEARNER_RESULTS)
+            self._num_updates = due
             if self.env_runner_group.num_remote_env_runners() == 0:
                 self.env_runner.set_state(self._weights())
         self.metrics.log_value(NUM_UPDATES_LIFETIME, self._num_updates, window=1)
@@ -392,24 +420,10 @@ class MADDPG(Algorithm):
         )[COMPONENT_LEARNER]
         return {COMPONENT_RL_MODULE: state[COMPONENT_RL_MODULE]}
 
-    def _train_batch(self) -> MultiAgentBatch:
-        """A replay sample as one aligned batch per module: row b is the same env step everywhere."""
-        size = self.config.train_batch_size_per_learner
-        sample = self.replay_buffer.sample(size)
-        batches = {}
-        for mid, members in self._modules.items():
-            idx = [self._agent_index[a] for a in members]
-            batches[mid] = SampleBatch(
-                {
-                    Columns.OBS: np.stack([sample["obs"][i] for i in idx], axis=1),
-                    Columns.ACTIONS: np.stack([sample["actions"][i] for i in idx], axis=1),
-                    Columns.REWARDS: sample["rewards"][:, idx],
-                    Columns.NEXT_OBS: np.stack([sample["next_obs"][i] for i in idx], axis=1),
-                    Columns.TERMINATEDS: sample["terminated"][:, idx].astype(np.float32),
-                    Columns.TRUNCATEDS: sample["truncated"][:, idx].astype(np.float32),
-                }
-            )
-        return MultiAgentBatch(batches, env_steps=size)
+    def _train_batch(self, num_updates: int = 1) -> MultiAgentBatch:
+        """Replay samples for ``num_updates`` updates (one minibatch each)."""
+        sample = self.replay_buffer.sample(self.config.train_batch_size_per_learner * num_updates)
+        return joint_train_batch(sample, self._modules, self._layout["agents"])
 
     # --- checkpoints: counters (and optionally the buffer) next to RLlib's state ---
 

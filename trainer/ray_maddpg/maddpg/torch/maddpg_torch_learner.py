@@ -21,7 +21,7 @@ from ray_maddpg.maddpg import core
 ACTOR = "actor"
 CRITIC = "critic"
 NUM_UPDATES = "maddpg_num_updates"
-"""Key in ``timesteps``: how many updates the algorithm has run before this one."""
+"""Key in ``timesteps``: how many updates the algorithm has run before this ``update()`` call."""
 
 
 class MADDPGTorchLearner(TorchLearner):
@@ -29,6 +29,7 @@ class MADDPGTorchLearner(TorchLearner):
         super().build()
         # (module_id, "actor" | "critic") -> in-graph loss, consumed by compute_gradients.
         self._temp_losses: dict[tuple[ModuleID, str], TensorType] = {}
+        self._next_update = 0
         self._update_actor = True
 
     def configure_optimizers_for_module(self, module_id: ModuleID, config=None) -> None:
@@ -48,14 +49,16 @@ class MADDPGTorchLearner(TorchLearner):
 
     def before_gradient_based_update(self, *, timesteps: dict[str, Any]) -> None:
         super().before_gradient_based_update(timesteps=timesteps)
-        # TD3's delayed policy update: the actors (and all targets) move every
-        # `policy_delay`-th update only.
-        self._update_actor = timesteps.get(NUM_UPDATES, 0) % self.config.policy_delay == 0
+        # One `update()` call may hold several updates (one per minibatch); count them.
+        self._next_update = timesteps.get(NUM_UPDATES, 0)
 
     def compute_losses(self, *, fwd_out: dict[str, Any], batch: dict[str, Any]) -> dict[str, Any]:
         """Split every module's batch into per-agent tensors (the joint view all critics
         need), then let RLlib's per-module loop call ``compute_loss_for_module``."""
         cfg = self.config
+        # TD3's delayed policy update: the actors (and all targets) move every
+        # `policy_delay`-th update only.
+        self._update_actor = self._next_update % cfg.policy_delay == 0
         joint = {key: {} for key in ("obs", "actions", "next_obs", "next_actions", "rewards", "terminateds")}
         with torch.no_grad():
             for mid in batch:
@@ -160,3 +163,4 @@ class MADDPGTorchLearner(TorchLearner):
             for mid in self.module.keys():
                 for main, target in self.module[mid].unwrapped().get_target_network_pairs():
                     core.soft_update(target, main, self.config.tau)
+        self._next_update += 1

@@ -1,0 +1,103 @@
+"""MADDPGConfig: the paper's defaults, the user-facing field list, and clear validation errors."""
+
+from __future__ import annotations
+
+import pytest
+from maddpg_helpers import ScriptedEnv
+from ray_maddpg.errors import ConfigError
+from ray_maddpg.maddpg import MADDPGConfig
+from ray_maddpg.maddpg.env_runner import JointEnvRunner
+
+PAPER = {
+    "actor_lr": 1e-2,
+    "critic_lr": 1e-2,
+    "gamma": 0.95,
+    "tau": 0.01,
+    "train_batch_size_per_learner": 1024,
+    "replay_buffer_capacity": 1_000_000,
+    "num_steps_sampled_before_learning_starts": 25_600,
+    "env_steps_per_update": 100,
+    "grad_clip": 0.5,
+    "actor_logit_penalty": 1e-3,
+    "actor_hidden": [64, 64],
+    "critic_hidden": [64, 64],
+    "critic": "centralized",
+    "twin_q": False,
+    "policy_delay": 1,
+    "target_noise": 0.0,
+    "target_noise_clip": 0.5,
+    "exploration_noise": 0.1,
+    "exploration_noise_final": None,
+    "exploration_anneal_steps": 0,
+    "gumbel_temperature": 1.0,
+    "share_parameters": False,
+    "store_buffer_in_checkpoints": False,
+}
+
+
+def test_defaults_are_the_papers_settings():
+    config = MADDPGConfig()
+    assert {name: getattr(config, name) for name in PAPER} == PAPER
+
+
+def test_user_fields_list_every_setting_with_a_type_its_default_has():
+    config = MADDPGConfig()
+    assert set(MADDPGConfig.USER_FIELDS) == set(PAPER)
+    for name, types in MADDPGConfig.USER_FIELDS.items():
+        assert isinstance(getattr(config, name), types), name
+
+
+def test_default_env_runner_is_the_joint_runner():
+    assert MADDPGConfig().env_runner_cls is JointEnvRunner
+
+
+def test_training_sets_maddpg_and_rllib_settings():
+    config = MADDPGConfig().training(critic="local", twin_q=True, policy_delay=2, gamma=0.9, tau=0.05)
+    assert (config.critic, config.twin_q, config.policy_delay, config.gamma, config.tau) == (
+        "local",
+        True,
+        2,
+        0.9,
+        0.05,
+    )
+
+
+def test_validate_lists_every_bad_field_under_its_dotted_name():
+    config = MADDPGConfig().training(critic="global", tau=0.0, policy_delay=0, actor_hidden=[64, -1])
+    with pytest.raises(ConfigError) as err:
+        config.validate()
+    fields = {field for field, _ in err.value.problems}
+    assert fields == {"algorithm.critic", "algorithm.tau", "algorithm.policy_delay", "algorithm.actor_hidden"}
+    assert "'centralized', 'local'" in str(err.value)
+
+
+def test_validate_accepts_a_critic_kind_per_team():
+    MADDPGConfig().training(critic={"adversary": "local", "agent": "centralized"}).validate()
+
+
+def test_unknown_team_in_a_per_team_setting_is_a_clear_error():
+    config = MADDPGConfig().environment("mpe2", env_config={"scenario": "simple_adversary"})
+    config.training(critic={"adversaries": "local"})
+    with pytest.raises(ConfigError, match="unknown team.*adversaries"):
+        config.get_multi_rl_module_spec()
+
+
+def test_sharing_parameters_in_a_team_of_different_agents_is_a_clear_error():
+    config = MADDPGConfig().environment(ScriptedEnv).training(share_parameters=True)
+    ScriptedEnv.listed_agents = ["alpha_1", "alpha_0"]
+    try:
+        # alpha_0 and alpha_1 are homogeneous: sharing works.
+        assert list(config.get_multi_rl_module_spec().rl_module_specs) == ["alpha"]
+    finally:
+        ScriptedEnv.listed_agents = ["zeta_0", "alpha_1", "alpha_0"]
+
+    class Mixed(ScriptedEnv):
+        listed_agents = ["zeta_1", "zeta_0"]
+
+        def __init__(self, config=None):
+            super().__init__(config)
+            self.observation_spaces["zeta_1"] = self.observation_spaces["zeta_0"].__class__(-1, 1, (7,))
+
+    with pytest.raises(ConfigError, match="homogeneous") as err:
+        MADDPGConfig().environment(Mixed).training(share_parameters={"zeta": True}).get_multi_rl_module_spec()
+    assert err.value.problems[0][0] == "algorithm.share_parameters"

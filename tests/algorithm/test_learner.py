@@ -1,0 +1,99 @@
+"""The learner: separate actor/critic gradients, Polyak targets, delayed actor updates."""
+
+from __future__ import annotations
+
+import torch
+from maddpg_helpers import built_learner, joint_batch, small_config
+
+from ray_maddpg.maddpg.torch.maddpg_torch_learner import NUM_UPDATES
+
+
+def _params(net: torch.nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in net.parameters()]
+
+
+def _update(learner, batch, num_updates: int = 0):
+    return learner.update(
+        batch=batch, timesteps={"num_env_steps_sampled_lifetime": 0, NUM_UPDATES: num_updates}
+    )
+
+
+def _changed(before, net) -> bool:
+    return any(not torch.equal(b, p) for b, p in zip(before, net.parameters(), strict=True))
+
+
+def test_an_update_changes_every_agents_actor_and_critic():
+    config = small_config("simple_adversary")
+    learner, batch = built_learner(config), joint_batch(config)
+    modules = {mid: learner.module[mid].unwrapped() for mid in learner.module.keys()}
+    before = {mid: (_params(m.actor), _params(m.critic)) for mid, m in modules.items()}
+    results = _update(learner, batch)
+    for mid, m in modules.items():
+        assert _changed(before[mid][0], m.actor) and _changed(before[mid][1], m.critic), mid
+        assert {"actor_loss", "critic_loss", "q_mean"} <= set(results[mid])
+
+
+def test_targets_follow_polyak_averaging_with_tau():
+    config = small_config(tau=0.25)
+    learner, batch = built_learner(config), joint_batch(config)
+    module = learner.module["agent_1"].unwrapped()
+    targets_before = _params(module.target_actor) + _params(module.target_critic)
+    _update(learner, batch)
+    mains_after = _params(module.actor) + _params(module.critic)
+    targets_after = _params(module.target_actor) + _params(module.target_critic)
+    for old, main, new in zip(targets_before, mains_after, targets_after, strict=True):
+        torch.testing.assert_close(new, 0.75 * old + 0.25 * main)
+
+
+def test_actor_loss_gradients_never_reach_the_critic():
+    config = small_config()
+    learner = built_learner(config)
+    batch = learner._convert_batch_type(joint_batch(config)).policy_batches
+    learner.before_gradient_based_update(timesteps={"num_env_steps_sampled_lifetime": 0})
+    losses = learner.compute_losses(fwd_out={}, batch=batch)
+    critic_loss = learner._temp_losses[("agent_0", "critic")]
+    critic = learner.module["agent_0"].unwrapped().critic
+    expected = torch.autograd.grad(critic_loss, list(critic.parameters()), retain_graph=True)
+    grads = learner.compute_gradients(losses)
+    for param, grad in zip(critic.parameters(), expected, strict=True):
+        torch.testing.assert_close(grads[param], grad)
+
+
+def test_delayed_actor_update_moves_only_the_critic_between_actor_steps():
+    config = small_config(policy_delay=2)
+    learner, batch = built_learner(config), joint_batch(config)
+    module = learner.module["agent_0"].unwrapped()
+    actor, critic, targets = _params(module.actor), _params(module.critic), _params(module.target_critic)
+    _update(learner, batch, num_updates=1)  # update 1 of a delay of 2: critics only
+    assert not _changed(actor, module.actor)
+    assert not _changed(targets, module.target_critic)
+    assert _changed(critic, module.critic)
+    _update(learner, batch, num_updates=2)
+    assert _changed(actor, module.actor) and _changed(targets, module.target_critic)
+
+
+def test_one_learner_call_runs_one_update_per_minibatch():
+    config = small_config(policy_delay=2, tau=0.5)
+    learner = built_learner(config)
+    module = learner.module["agent_0"].unwrapped()
+    two = joint_batch(config, rows=2 * config.train_batch_size_per_learner)
+    targets = _params(module.target_actor)
+    learner.update(
+        batch=two,
+        minibatch_size=config.train_batch_size_per_learner,
+        num_epochs=1,
+        timesteps={"num_env_steps_sampled_lifetime": 0, NUM_UPDATES: 1},
+    )
+    # Updates 1 and 2: only update 2 moves the actor and the targets, by exactly tau once.
+    actor = _params(module.actor)
+    for old, main, new in zip(targets, actor, _params(module.target_actor), strict=True):
+        torch.testing.assert_close(new, 0.5 * old + 0.5 * main)
+
+
+def test_matd3_with_continuous_actions_updates():
+    config = small_config(
+        env_options={"continuous_actions": True}, twin_q=True, target_noise=0.2, policy_delay=2
+    )
+    learner, batch = built_learner(config), joint_batch(config)
+    results = _update(learner, batch, num_updates=0)
+    assert torch.isfinite(torch.tensor(float(results["agent_0"]["critic_loss"].peek())))

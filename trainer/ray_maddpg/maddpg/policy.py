@@ -1,0 +1,76 @@
+"""Load trained actors from a MADDPG checkpoint without a Ray cluster (for evaluate and render).
+
+A checkpoint written by ``MADDPG.save_to_path`` holds the algorithm's config in
+``class_and_ctor_args.pkl`` and every module's weights under
+``learner_group/learner/rl_module/<module_id>/``. Both are read straight from disk.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+
+from ray_maddpg.errors import ConfigError
+from ray_maddpg.maddpg import core
+from ray_maddpg.maddpg.env_runner import agent_layout, make_joint_env
+
+CTOR_FILE = "class_and_ctor_args.pkl"
+MODULE_DIR = Path("learner_group", "learner", "rl_module")
+
+
+class DeterministicPolicy:
+    """Every agent's actor, acting greedily: argmax for discrete actions, no noise for continuous."""
+
+    def __init__(self, config: AlgorithmConfig, module):
+        self.config = config
+        self.env_config: dict[str, Any] = dict(config.env_config or {})
+        self.scenario: str = self.env_config.get("scenario", "simple_spread")
+        env = make_joint_env(config)
+        try:
+            layout = agent_layout(env)
+        finally:
+            env.close()
+        self.agent_ids: list[str] = layout["agents"]
+        self._discrete = layout["discrete"]
+        module_of = config.agent_to_module(self.agent_ids)
+        self._actors = {aid: module[module_of[aid]].actor for aid in self.agent_ids}
+
+    @torch.no_grad()
+    def act(self, obs: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        """Actions for the agents in ``obs``: ``int`` (discrete) or a [-1, 1] array (continuous),
+        which is what ``MPEMultiAgentEnv.step`` takes."""
+        actions = {}
+        for aid, o in obs.items():
+            out = self._actors[aid](torch.as_tensor(np.asarray(o, np.float32)).unsqueeze(0))[0]
+            action = core.actor_action(out, self._discrete[aid], stochastic=False)
+            actions[aid] = int(action.argmax()) if self._discrete[aid] else action.numpy()
+        return actions
+
+
+def load_policy(checkpoint_path: str | Path) -> DeterministicPolicy:
+    """The deterministic joint policy stored in a MADDPG checkpoint directory."""
+    from ray_maddpg.maddpg.maddpg import MADDPG
+
+    path = Path(checkpoint_path)
+    if not path.is_dir():
+        raise ConfigError([("checkpoint", f"{path} is not a directory")])
+    ctor_file, module_dir = path / CTOR_FILE, path / MODULE_DIR
+    if not ctor_file.is_file() or not module_dir.is_dir():
+        raise ConfigError(
+            [("checkpoint", f"{path} is not a MADDPG checkpoint (expected {CTOR_FILE} and {MODULE_DIR}/)")]
+        )
+    with ctor_file.open("rb") as f:
+        ctor = pickle.load(f)
+    if not (isinstance(ctor["class"], type) and issubclass(ctor["class"], MADDPG)):
+        raise ConfigError([("checkpoint", f"{path} is a {ctor['class']!r} checkpoint, not MADDPG")])
+    config = AlgorithmConfig.from_state(ctor["ctor_args_and_kwargs"][0][0])
+    module = config.get_multi_rl_module_spec(inference_only=True).build()
+    module.restore_from_path(module_dir)
+    module.eval()
+    return DeterministicPolicy(config, module)
