@@ -18,8 +18,17 @@ from chart_render import (
     workloads,
 )
 
-# Processes that talk to Ray, and so need the token: the Ray nodes, notebooks, the Job and the test.
-RAY_CLIENTS = {"ray-head", "ray-worker", "jupyter", "wait-for-cluster", "submit", "check-cluster"}
+# Processes that talk to Ray, and so need the token: the Ray nodes, the workers' wait,
+# notebooks, the Job and the test.
+RAY_CLIENTS = {
+    "ray-head",
+    "ray-worker",
+    "wait-for-head",
+    "jupyter",
+    "wait-for-cluster",
+    "submit",
+    "check-cluster",
+}
 
 
 def job(values=None, revision=1) -> dict:
@@ -145,6 +154,15 @@ def test_sweep_example_is_a_tune_grid_over_the_learning_rates():
     algorithm = VALUE_SETS["sweep"]["experiment"]["config"]["algorithm"]
     assert set(algorithm) == {"actor_lr", "critic_lr"}
     assert all(len(space["grid_search"]) >= 2 for space in algorithm.values())
+
+
+def test_workers_wait_for_the_head_node_before_joining():
+    rendered = render({"head": {"gpus": 1}, "experiment": {"waitTimeoutSeconds": 42}})
+    wait = container(rendered.get("Deployment", "worker"), "wait-for-head")
+    assert wait["command"][2] == container(job(), "wait-for-cluster")["command"][2]
+    env = env_of(wait)
+    assert (env["RAY_EXPECTED_NODES"]["value"], env["RAY_EXPECTED_GPUS"]["value"]) == ("1", "1")
+    assert env["RAY_API_SERVER_ADDRESS"]["value"] == "http://ray-maddpg-head:8265"
 
 
 def test_helm_test_pod_checks_the_expected_nodes_and_gpus():

@@ -223,7 +223,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/*
 Waits until the Ray jobs API answers and the cluster has the expected alive nodes and GPUs.
-Used by the Job's init container and by the `helm test` pod; settings come from env.
+Used by the Job (the whole cluster), the workers (only the head) and the `helm test` pod; settings come from env.
 */}}
 {{- define "ray-maddpg.waitForClusterScript" -}}
 import os, sys, time
@@ -256,14 +256,14 @@ while True:
     time.sleep(5)
 {{- end }}
 
-{{/* Env the wait script reads. Call with (dict "root" $ "timeout" seconds). */}}
+{{/* Env the wait script reads. Call with (dict "root" $ "timeout" seconds), plus "nodes" and "gpus" to expect fewer than the whole cluster. */}}
 {{- define "ray-maddpg.waitForClusterEnv" -}}
 - name: RAY_API_SERVER_ADDRESS
   value: http://{{ include "ray-maddpg.headServiceName" .root }}:8265
 - name: RAY_EXPECTED_NODES
-  value: {{ include "ray-maddpg.expectedNodes" .root | quote }}
+  value: {{ default (include "ray-maddpg.expectedNodes" .root) .nodes | quote }}
 - name: RAY_EXPECTED_GPUS
-  value: {{ include "ray-maddpg.expectedGpus" .root | quote }}
+  value: {{ default (include "ray-maddpg.expectedGpus" .root) .gpus | quote }}
 - name: RAY_WAIT_TIMEOUT_SECONDS
   value: {{ .timeout | quote }}
 {{ include "ray-maddpg.rayAuthEnv" .root | trim }}
