@@ -72,5 +72,6 @@ def load_policy(checkpoint_path: str | Path) -> DeterministicPolicy:
     config = AlgorithmConfig.from_state(ctor["ctor_args_and_kwargs"][0][0])
     module = config.get_multi_rl_module_spec(inference_only=True).build()
     module.restore_from_path(module_dir)
-    module.eval()
+    for submodule in module.values():  # MultiRLModule itself has no eval()
+        submodule.eval()
     return DeterministicPolicy(config, module)
