@@ -52,6 +52,18 @@ def test_resume_without_a_previous_run_exits_2(results, capsys):
     assert "no interrupted run" in capsys.readouterr().err
 
 
+def test_resume_with_a_file_for_another_scenario_exits_2(results, capsys):
+    previous = results / "quick-simple-spread_20260101-000000"
+    previous.mkdir(parents=True)
+    (previous / "tuner.pkl").write_bytes(b"")
+    (previous / "experiment.yaml").write_text(QUICK.read_text())
+    assert (
+        train(QUICK, results, "--resume", "--set", "scenario=simple_tag", "--set", "env={max_cycles: 25}")
+        == 2
+    )
+    assert "was trained on 'simple_spread', not 'simple_tag'" in capsys.readouterr().err
+
+
 def test_evaluate_a_missing_checkpoint_exits_2(tmp_path, capsys):
     assert main(["evaluate", "--checkpoint", str(tmp_path / "gone"), "--episodes", "1"]) == 2
     assert "no such file or directory" in capsys.readouterr().err

@@ -11,6 +11,9 @@ from typing import Any
 
 from ray_maddpg.envs import team_of
 
+# The same evaluation episodes at every evaluation, so the curve compares like with like.
+EVAL_SEED = 1_000_000
+
 
 def add_team_returns(
     algorithm: Any = None, metrics_logger: Any = None, result: dict | None = None, **_
@@ -46,13 +49,15 @@ def evaluate_during_training(
     if iteration % every_iterations:
         return
     policy = current_policy(algorithm)
-    report = run_episodes(policy, episodes, seed=10_000 + iteration, render=gif)
+    report = run_episodes(policy, episodes, seed=EVAL_SEED, render=gif)
     result["evaluation"] = report.flat_means()
     if gif:
         from ray_maddpg.experiment.render import thumbnails, write_gif
 
-        write_gif(report.frames, Path(_trial_dir()) / f"eval_{iteration:06d}.gif")
-        _log_frames(iteration, thumbnails(report.frames))
+        # The trial's working dir; Tune syncs it into the trial dir under the results dir.
+        trial_dir = Path(algorithm.logdir)
+        write_gif(report.frames, trial_dir / f"eval_{iteration:06d}.gif")
+        _log_frames(trial_dir, iteration, thumbnails(report.frames))
 
 
 def current_policy(algorithm: Any) -> Any:
@@ -61,23 +66,18 @@ def current_policy(algorithm: Any) -> Any:
 
     module = algorithm.config.get_multi_rl_module_spec().build()
     module.set_state(algorithm.learner_group.get_weights())
-    module.eval()
+    for submodule in module.values():
+        submodule.eval()
     return DeterministicPolicy(algorithm.config, module)
 
 
-def _trial_dir() -> str:
-    from ray import tune
-
-    return tune.get_context().get_trial_dir()
-
-
-def _log_frames(iteration: int, frames: Any) -> None:
+def _log_frames(trial_dir: Path, iteration: int, frames: Any) -> None:
     """Write frames to an events file of its own in the trial dir (not through the result dict,
     which Tune's JSON/CSV loggers would also serialize). The step is the training iteration,
     as for Tune's scalars."""
     from tensorboardX import SummaryWriter
 
-    with SummaryWriter(_trial_dir(), filename_suffix=".frames") as writer:
+    with SummaryWriter(str(trial_dir), filename_suffix=".frames") as writer:
         writer.add_images("evaluation/frames", frames, global_step=iteration)
 
 

@@ -30,7 +30,7 @@ class EvaluationReport:
             "scenario": self.scenario,
             "episodes": self.episodes,
             "seed": self.seed,
-            "return_mean": float(np.mean(np.sum(list(self.agent_returns.values()), axis=0))),
+            "return": summarize(np.sum(list(self.agent_returns.values()), axis=0)),
             "agents": {k: summarize(v) for k, v in self.agent_returns.items()},
             "teams": {k: summarize(v) for k, v in self.team_returns.items()},
             "metrics": {k: summarize(v) for k, v in self.metrics.items()},
@@ -39,7 +39,7 @@ class EvaluationReport:
     def flat_means(self) -> dict[str, float]:
         """``{"return_mean": .., "agent_return/<id>": .., "team_return/<team>": .., "<metric>": ..}``."""
         summary = self.summary()
-        flat = {"return_mean": summary["return_mean"]}
+        flat = {"return_mean": summary["return"]["mean"]}
         flat.update({f"agent_return/{k}": v["mean"] for k, v in summary["agents"].items()})
         flat.update({f"team_return/{k}": v["mean"] for k, v in summary["teams"].items()})
         flat.update({k: v["mean"] for k, v in summary["metrics"].items()})
@@ -93,7 +93,7 @@ def run_episodes(
 
 
 def format_table(summary: dict[str, Any]) -> str:
-    rows = [("", "mean", "std")]
+    rows = [("", "mean", "std"), ("return (all agents)", summary["return"]["mean"], summary["return"]["std"])]
     rows += [(f"return {k}", v["mean"], v["std"]) for k, v in summary["agents"].items()]
     rows += [(f"team {k}", v["mean"], v["std"]) for k, v in summary["teams"].items()]
     rows += [(k, v["mean"], v["std"]) for k, v in summary["metrics"].items()]

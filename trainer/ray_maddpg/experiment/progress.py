@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import sys
+from pathlib import Path
 from typing import Any, TextIO
 
 from ray.tune import Callback
@@ -112,5 +113,5 @@ class ProgressPrinter(Callback):
         self._print(f"[{trial}] finished")
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        where = f"; details in {trial.error_file}" if getattr(trial, "error_file", None) else ""
+        where = f"; details in {Path(trial.path) / 'error.txt'}" if getattr(trial, "path", None) else ""
         self._print(f"[{trial}] FAILED{where}")
