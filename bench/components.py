@@ -98,8 +98,21 @@ def main() -> None:
         runs["wrapper_step_joint"].append(wrapper_joint_steps_per_s(args.steps))
         for key, value in actor_latency_us(args.calls).items():
             latency[key].append(value)
+    raw = runs["raw_mpe2_parallel_env"]
+    naive = latency["naive_loop_us"]
     result = {
         "env_steps_per_s_median": {k: round(statistics.median(v)) for k, v in runs.items()},
+        # Per-repeat ratios are steadier than ratios of medians on a shared machine.
+        "wrapper_speed_over_raw_median": {
+            k: round(statistics.median(w / r for w, r in zip(v, raw, strict=True)), 2)
+            for k, v in runs.items()
+            if k != "raw_mpe2_parallel_env"
+        },
+        "actor_speedup_over_naive_loop_median": {
+            k: round(statistics.median(n / j for n, j in zip(naive, v, strict=True)), 2)
+            for k, v in latency.items()
+            if k != "naive_loop_us"
+        },
         "actor_latency_3_agents_8_envs_median": {
             k: round(statistics.median(v), 1) for k, v in latency.items()
         },
