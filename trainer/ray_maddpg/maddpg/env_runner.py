@@ -78,7 +78,7 @@ def exploration_sigma(config, env_steps: int) -> float:
     start = config.exploration_noise
     final = start if config.exploration_noise_final is None else config.exploration_noise_final
     if config.exploration_anneal_steps <= 0:
-        return final if config.exploration_noise_final is not None else start
+        return final
     frac = min(1.0, env_steps / config.exploration_anneal_steps)
     return start + frac * (final - start)
 
