@@ -12,7 +12,7 @@ RESULTS ?= results
 EXPERIMENT ?= trainer/ray_maddpg/experiments/quick.yaml
 PYTEST_ARGS ?=
 
-.PHONY: install train test bench lint chart-lint image lock clean
+.PHONY: install train test chromium bench lint chart-lint image lock clean
 
 install: $(STAMP)
 
@@ -30,8 +30,13 @@ train: $(STAMP)
 	$(BIN)/ray-maddpg train --config $(EXPERIMENT) --results-dir $(RESULTS)
 
 ## test: the whole pytest suite (unit, chart, learning and end-to-end cluster tests)
-test: $(STAMP) $(CHECKOV)
+test: $(STAMP) $(CHECKOV) chromium
 	CHECKOV=$(CHECKOV) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The cluster test screenshots TensorBoard and JupyterLab with Debian's headless Chromium (not a pip
+# package). Installed once with apt (CI runs as root); a second call finds it and does nothing.
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
 ## bench: throughput benchmarks; prints ratios and writes bench/results/*.json
 bench: $(STAMP)
