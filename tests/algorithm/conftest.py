@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import time
+import os
 
 import pytest
 import ray
+from ray_maddpg.experiment.runner import connect
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def local_ray():
-    """An embedded Ray with 2 CPUs; retried because a busy machine can time out its startup."""
-    for attempt in range(3):
-        try:
-            ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-            break
-        except Exception:
-            if attempt == 2:
-                raise
-            ray.shutdown()
-            time.sleep(5)
+    """An embedded Ray (the CLI's own startup, with its retries).
+
+    On a busy machine Ray's dashboard agent can come up after the raylet's default wait
+    for it, and the raylet aborts; a longer wait avoids that.
+    """
+    os.environ.setdefault("RAY_agent_register_timeout_ms", "120000")
+    connect(None)
     yield
     ray.shutdown()

@@ -1,0 +1,185 @@
+"""MADDPG throughput on simple_spread, every figure measured side by side in one run.
+
+- raw: mpe2 joint env steps/s with random actions, no policy (``step_joint`` of 1 env);
+- sampling: ``JointEnvRunner`` with policy inference and exploration, no learning;
+- learner: full MADDPG updates/s (all agents, batch 1024);
+- train: end-to-end ``MADDPG.train()`` at the paper's schedule (one update of batch 1024
+  per 100 env steps) with remote env runners, after learning has started;
+- scaling: the train rate for 1, 2, ... env runners up to the CPU count.
+
+``make bench`` runs it; it prints a table and writes ``bench/results/throughput.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import ray
+import torch
+from ray_maddpg.envs.mpe import MPEMultiAgentEnv
+from ray_maddpg.maddpg import MADDPGConfig
+from ray_maddpg.maddpg.env_runner import JointEnvRunner
+from ray_maddpg.maddpg.maddpg import joint_train_batch
+from ray_maddpg.maddpg.replay import JointReplayBuffer
+from ray_maddpg.maddpg.torch.maddpg_torch_learner import NUM_UPDATES
+
+SCENARIO = "simple_spread"
+RESULTS = Path(__file__).parent / "results" / "throughput.json"
+
+
+def config(num_env_runners: int, num_envs: int) -> MADDPGConfig:
+    """The paper's settings; learning starts once one batch is stored, so the rate is measured while learning."""
+    return (
+        MADDPGConfig()
+        .environment("mpe2", env_config={"scenario": SCENARIO})
+        .training(num_steps_sampled_before_learning_starts=2048, replay_buffer_capacity=200_000)
+        .env_runners(num_env_runners=num_env_runners, num_envs_per_env_runner=num_envs)
+        .reporting(min_sample_timesteps_per_iteration=0)
+        .debugging(seed=0)
+    )
+
+
+def raw_rate(seconds: float) -> float:
+    env = MPEMultiAgentEnv({"scenario": SCENARIO})
+    env.reset_joint(seed=0)
+    rng = np.random.default_rng(0)
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for _ in range(100):
+            _, _, terminated, truncated = env.step_joint(rng.integers(0, 5, 3))
+            if terminated or truncated:
+                env.reset_joint()
+        steps += 100
+    return steps / (time.perf_counter() - start)
+
+
+def sampling_rate(seconds: float, num_envs: int) -> float:
+    runner = JointEnvRunner(config=config(0, num_envs))
+    runner.sample()
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        steps += len(runner.sample()["terminated"])
+    return steps / (time.perf_counter() - start)
+
+
+def learner_rate(seconds: float, updates_per_call: int = 10) -> float:
+    cfg = config(0, 1)
+    learner = cfg.build_learner()
+    learner.build()
+    runner = JointEnvRunner(config=cfg)
+    data = runner.sample(num_timesteps=4096, random_actions=True)
+    buffer = JointReplayBuffer(
+        4096, [o.shape[1] for o in data["obs"]], [a.shape[1] for a in data["actions"]], seed=0
+    )
+    buffer.add_batch(
+        data["obs"], data["actions"], data["rewards"], data["next_obs"], data["terminated"], data["truncated"]
+    )
+    modules = {aid: [aid] for aid in runner.agents}
+    size = cfg.train_batch_size_per_learner
+
+    def update(n: int) -> None:
+        batch = joint_train_batch(buffer.sample(size * updates_per_call), modules, runner.agents)
+        learner.update(batch=batch, minibatch_size=size, num_epochs=1, timesteps={NUM_UPDATES: n})
+
+    update(0)
+    updates, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        update(updates)
+        updates += updates_per_call
+    return updates / (time.perf_counter() - start)
+
+
+def train_rate(seconds: float, num_env_runners: int, num_envs: int) -> dict:
+    algo = config(num_env_runners, num_envs).build_algo()
+    try:
+        # Warm up until learning has started and the pipeline is full.
+        while algo.train()["num_learner_updates_lifetime"] < 5:
+            pass
+        steps0, updates0 = algo._env_steps, algo._num_updates
+        start = time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            result = algo.train()
+        elapsed = time.perf_counter() - start
+        steps, updates = algo._env_steps - steps0, algo._num_updates - updates0
+        return {
+            "train_steps_per_s": steps / elapsed,
+            "learner_updates_per_s_in_training": updates / elapsed,
+            "updates_per_env_step": result["updates_per_env_step"],
+        }
+    finally:
+        algo.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="measuring time per figure")
+    parser.add_argument("--num-envs", type=int, default=16, help="envs per env runner")
+    parser.add_argument("--no-scaling", action="store_true", help="skip the env runner scaling table")
+    args = parser.parse_args()
+
+    torch.set_num_threads(1)
+    cpus = os.cpu_count() or 1
+    load_before = os.getloadavg()
+    raw = raw_rate(args.seconds)
+    sampling = sampling_rate(args.seconds, args.num_envs)
+    updates = learner_rate(args.seconds)
+    ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+    try:
+        train = train_rate(args.seconds * 2, 1, args.num_envs)
+        scaling = []
+        if not args.no_scaling:
+            for n in range(1, cpus + 1):
+                rate = train if n == 1 else train_rate(args.seconds, n, args.num_envs)
+                scaling.append({"num_env_runners": n, "train_steps_per_s": rate["train_steps_per_s"]})
+    finally:
+        ray.shutdown()
+
+    results = {
+        "scenario": SCENARIO,
+        "cpu_count": cpus,
+        "load_average_before": list(load_before),
+        "load_average_after": list(os.getloadavg()),
+        "num_envs_per_env_runner": args.num_envs,
+        "raw_env_steps_per_s": raw,
+        "sampling_steps_per_s": sampling,
+        "train_steps_per_s": train["train_steps_per_s"],
+        "learner_updates_per_s": updates,
+        "learner_updates_per_s_in_training": train["learner_updates_per_s_in_training"],
+        "ratio_sampling_to_raw": sampling / raw,
+        "ratio_train_to_raw": train["train_steps_per_s"] / raw,
+        "updates_per_env_step": train["updates_per_env_step"],
+        "scaling": scaling,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+
+    print(f"MADDPG throughput on {SCENARIO} ({cpus} CPUs, load {load_before[0]:.1f} before)")
+    rows = [
+        ("raw mpe2 env (random actions)", f"{raw:,.0f} env steps/s", ""),
+        ("sampling (JointEnvRunner)", f"{sampling:,.0f} env steps/s", f"{sampling / raw:.2f}x raw"),
+        ("learner (batch 1024, all agents)", f"{updates:,.1f} updates/s", ""),
+        (
+            "training, 1 remote env runner",
+            f"{train['train_steps_per_s']:,.0f} env steps/s",
+            f"{train['train_steps_per_s'] / raw:.2f}x raw",
+        ),
+        ("realised replay ratio", f"{train['updates_per_env_step']:.4f} updates/env step", "configured 0.01"),
+    ]
+    for name, value, ratio in rows:
+        print(f"  {name:<34} {value:>26}  {ratio}")
+    if scaling:
+        print("  scaling (training):")
+        for row in scaling:
+            print(
+                f"    {row['num_env_runners']} env runner(s)  {row['train_steps_per_s']:>10,.0f} env steps/s"
+            )
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
