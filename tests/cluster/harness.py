@@ -70,6 +70,7 @@ def render(
     *,
     release: str = "rm",
     namespace: str = "default",
+    revision: int = 1,
 ) -> list[dict]:
     """Render the chart like ``helm template -f FILE... --set ...`` and parse every object."""
     import helm_python
@@ -78,7 +79,9 @@ def render(
     for path in values_files:
         deep_merge(values, yaml.safe_load(Path(path).read_text()) or {})
     deep_merge(values, copy.deepcopy(overrides or {}))
-    rendered = helm_python.Chart.load(str(CHART)).render(values, name=release, namespace=namespace)
+    rendered = helm_python.Chart.load(str(CHART)).render(
+        values, name=release, namespace=namespace, revision=revision, is_upgrade=revision > 1
+    )
     objects = []
     for path, text in rendered.items():
         if path.endswith("NOTES.txt"):
@@ -376,6 +379,21 @@ class Cluster:
                 return
             time.sleep(interval)
         raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+    def upgrade(self, objects: list[dict]) -> None:
+        """``helm upgrade`` for what a new experiment changes: its ConfigMaps and Job.
+
+        Secrets stay as they are, as the chart's ``lookup`` keeps them across upgrades.
+        """
+        changed = ("ConfigMap", "Job")
+        self.objects = [o for o in self.objects if o.get("kind") not in changed] + [
+            o for o in objects if o.get("kind") in changed
+        ]
+
+    def kill_pod(self, pod: Pod) -> None:
+        """Delete a pod the hard way (its node vanished): SIGKILL every process in it."""
+        for pid in self._pod_pids(pod):
+            _signal(pid, signal.SIGKILL)
 
     # -- running things inside pods ----------------------------------------------------------
 

@@ -1,27 +1,46 @@
 """The chart's cluster, run for real: rendered pods as processes, one network namespace each.
 
-One cluster (head + 2 workers) serves the whole module. The first Job run trains a tiny
-experiment; the later tests read its results, then the fault tests break things on purpose.
+One cluster (head + 2 workers) serves the whole module. The Job trains a tiny experiment and
+the checks read its results; then the fault tests break a worker, the driver and the head, in
+that order (the head restart goes last: it takes the whole cluster down).
 """
 
 from __future__ import annotations
 
 import json
-import re
+import signal
 
 import pytest
-from conftest import ARTIFACTS, ray_auth_header, ray_nodes_alive, screenshot, secret_of
-from harness import http_get
+from cluster_support import (
+    ARTIFACTS,
+    checkpoints,
+    job_of,
+    pod_of_node,
+    ray_api,
+    ray_auth_header,
+    ray_nodes_alive,
+    render_experiment,
+    running_job_ids,
+    screenshot,
+    secret_of,
+    state,
+    trial_dirs,
+    trial_results,
+)
+from harness import Cluster, http_get
 
 pytestmark = pytest.mark.e2e
+
+RESTARTS = "num_remote_worker_restarts"
 
 
 @pytest.fixture(scope="module")
 def trained(cluster):
-    """The chart's Job, run once to completion: (container, results dir)."""
-    job = cluster.run_job(timeout=600)
-    print(job.output()[-3000:])
-    return job, cluster.pvc_dirs[next(iter(cluster.pvc_dirs))]
+    """The chart's own Job (revision 1), run to completion."""
+    return cluster.run_job(timeout=600)
+
+
+# ---------------------------------------------------------------- the cluster as rendered
 
 
 def test_workers_join_the_head_as_three_ray_nodes(cluster):
@@ -30,10 +49,8 @@ def test_workers_join_the_head_as_three_ray_nodes(cluster):
 
 def test_ray_jobs_api_refuses_a_request_without_the_auth_token(cluster):
     url = cluster.url(cluster.service("head"), "dashboard", "/api/jobs/")
-    refused, _ = http_get(url)
-    accepted, _ = http_get(url, ray_auth_header(cluster.objects))
-    assert refused in (401, 403)
-    assert accepted == 200
+    assert http_get(url)[0] in (401, 403)
+    assert http_get(url, ray_auth_header(cluster.objects))[0] == 200
 
 
 def test_jupyter_answers_403_without_the_token(cluster):
@@ -42,39 +59,166 @@ def test_jupyter_answers_403_without_the_token(cluster):
     assert http_get(url)[0] == 403
 
 
-def test_jupyter_answers_200_with_the_token_from_its_secret(cluster, secrets):
-    token = secret_of(secrets, "jupyter")
+def test_jupyter_answers_200_with_the_token_from_its_secret(cluster):
+    token = secret_of(cluster.objects, "jupyter")
     url = cluster.url(cluster.service("jupyter"), path="/api/contents")
     assert http_get(url, {"Authorization": f"token {token}"})[0] == 200
 
 
+# ---------------------------------------------------------------- the experiment Job
+
+
 def test_experiment_job_trains_and_exits_zero(trained):
-    job, _ = trained
-    assert job.process.returncode == 0, job.output()[-6000:]
+    assert trained.process.returncode == 0, trained.output()[-6000:]
 
 
-def test_results_and_checkpoints_land_in_the_shared_results_dir(trained):
-    _, results = trained
-    assert list(results.rglob("result.json")), f"no Tune result.json under {results}"
-    assert list(results.rglob("checkpoint_*")), f"no checkpoint under {results}"
+def test_results_and_checkpoints_land_in_the_shared_results_dir(trained, results):
+    (trial,) = trial_dirs(results, "cluster-e2e")
+    assert trial_results(trial)[-1]["env_runners"]["num_env_steps_sampled_lifetime"] >= 7500
+    assert checkpoints(results, "cluster-e2e")
 
 
 def test_tensorboard_serves_the_runs_scalars(cluster, trained):
     url = cluster.url(cluster.service("tensorboard"), path="/data/plugin/scalars/tags")
-    cluster.wait(lambda: "episode_return" in http_get(url)[1], 120, "TensorBoard to load the run's scalars")
-    tags = json.loads(http_get(url)[1])
-    assert any("episode_return_mean" in tag for run in tags.values() for tag in run)
+    cluster.wait(lambda: "cluster-e2e" in http_get(url)[1], 120, "TensorBoard to load the run")
+    (tags,) = [tags for run, tags in json.loads(http_get(url)[1]).items() if run.startswith("cluster-e2e")]
+    assert any(tag.endswith("env_runners/episode_return_mean") for tag in tags)
 
 
-def test_chromium_shows_the_run_on_tensorboards_scalars_page(cluster, trained):
-    url = cluster.url(cluster.service("tensorboard"), path="/#timeseries")
+def test_chromium_shows_the_runs_return_on_tensorboards_scalars_page(cluster, trained):
+    url = cluster.url(cluster.service("tensorboard"), path="/?tagFilter=episode_return_mean#timeseries")
     dom = screenshot(url, ARTIFACTS / "tensorboard-scalars.png")
+    assert "cluster-e2e" in dom
     assert "episode_return_mean" in dom
 
 
-def test_chromium_shows_the_results_in_jupyterlab(cluster, secrets, trained):
-    token = secret_of(secrets, "jupyter")
+def test_chromium_shows_the_results_dir_in_jupyterlab(cluster, trained):
+    token = secret_of(cluster.objects, "jupyter")
     url = cluster.url(cluster.service("jupyter"), path=f"/lab?token={token}")
-    dom = screenshot(url, ARTIFACTS / "jupyterlab.png")
+    dom = screenshot(url, ARTIFACTS / "jupyterlab.png", wait_ms=25000)
     assert "jp-LabShell" in dom
-    assert re.search(r"cluster-e2e", dom), "the file browser does not list the run's results dir"
+    assert "cluster-e2e_" in dom, "JupyterLab's file browser does not list the run's results dir"
+
+
+# ---------------------------------------------------------------- fault: a worker dies
+
+
+def env_runner_only_worker(cluster: Cluster) -> tuple[str, object]:
+    """(node id, pod) of a worker that hosts env runners but not the trial (the algorithm)."""
+    actors = [a for a in state(cluster, "actors") if a["state"] == "ALIVE"]
+    runner_nodes = {a["node_id"] for a in actors if "EnvRunner" in a["class_name"]}
+    trial_nodes = {a["node_id"] for a in actors if a["class_name"] == "MADDPG"}
+    (node,) = runner_nodes - trial_nodes
+    return node, pod_of_node(cluster, node)
+
+
+@pytest.fixture(scope="module")
+def worker_fault(cluster, results, trained):
+    """A run with 2 env runners, whose runner-only worker loses its raylet after the 1st checkpoint."""
+    cluster.upgrade(
+        render_experiment(
+            2,
+            name="cluster-worker-fault",
+            stop={"env_steps": 15000},
+            resources={"num_env_runners": 2, "num_envs_per_env_runner": 4, "num_gpus_per_learner": 0},
+        )
+    )
+    job = cluster.start_job(job_of(cluster.objects))
+    cluster.wait(lambda: checkpoints(results, "cluster-worker-fault"), 400, "the first checkpoint", 0.5)
+    node, victim = env_runner_only_worker(cluster)
+    assert cluster.kill_process(victim, "raylet", signal.SIGKILL), f"no raylet found in {victim.name}"
+    job.process.wait(timeout=600)
+    return job, victim
+
+
+def test_training_finishes_after_a_worker_raylet_dies_mid_run(worker_fault, results):
+    job, _ = worker_fault
+    assert job.process.returncode == 0, job.output()[-6000:]
+    (trial,) = trial_dirs(results, "cluster-worker-fault")
+    assert trial_results(trial)[-1]["env_runners"]["num_env_steps_sampled_lifetime"] >= 15000
+
+
+def test_the_run_reports_the_env_runner_restart(worker_fault, results):
+    (trial,) = trial_dirs(results, "cluster-worker-fault")
+    assert trial_results(trial)[-1]["fault_tolerance"][RESTARTS] >= 1
+
+
+def test_the_dead_worker_restarts_and_rejoins_the_cluster(worker_fault, cluster):
+    _, victim = worker_fault
+    assert victim.container("ray-worker").restarts >= 1
+    cluster.wait(lambda: ray_nodes_alive(cluster) == 3, 180, "the restarted worker to rejoin", 3)
+
+
+# ---------------------------------------------------------------- fault: the driver dies
+
+
+@pytest.fixture(scope="module")
+def driver_fault(cluster, results, worker_fault):
+    """Two trials one after the other; the driver dies during the second and is resubmitted."""
+    experiment = {"name": "cluster-resume", "tune": {"seeds": [0, 1], "max_concurrent_trials": 1}}
+    cluster.upgrade(render_experiment(3, **experiment))
+    job = cluster.start_job(job_of(cluster.objects))
+    cluster.wait(
+        lambda: (
+            len(trial_dirs(results, "cluster-resume")) == 2
+            and len({c.parent for c in checkpoints(results, "cluster-resume")}) == 2
+        ),
+        500,
+        "the second trial's first checkpoint",
+        0.5,
+    )
+    # The Job pod dies with `ray job submit`; the driver itself runs on the head, so stop it too.
+    cluster.kill_pod(job.pod)
+    (submission,) = running_job_ids(cluster)
+    ray_api(cluster, f"/api/jobs/{submission}/stop", method="POST")
+    cluster.wait(lambda: submission not in running_job_ids(cluster), 120, "the Ray job to stop")
+    first, second = trial_dirs(results, "cluster-resume")
+    before = {"first": trial_results(first), "second": trial_results(second)}
+    cluster.upgrade(render_experiment(4, train_args=["--resume"], **experiment))
+    resumed = cluster.run_job(job_of(cluster.objects), timeout=600)
+    return resumed, before
+
+
+def test_resubmitting_with_resume_after_the_driver_died_exits_zero(driver_fault):
+    resumed, _ = driver_fault
+    assert resumed.process.returncode == 0, resumed.output()[-6000:]
+
+
+def test_resume_continues_the_interrupted_trial_from_its_last_checkpoint(driver_fault, results):
+    _, before = driver_fault
+    _, second = trial_dirs(results, "cluster-resume")
+    iterations = [r["training_iteration"] for r in trial_results(second)]
+    assert iterations.count(1) == 1, f"the trial started over: iterations {iterations}"
+    assert iterations[-1] > before["second"][-1]["training_iteration"]
+    assert trial_results(second)[-1]["env_runners"]["num_env_steps_sampled_lifetime"] >= 7500
+
+
+def test_resume_keeps_the_finished_trial_as_it_was(driver_fault, results):
+    _, before = driver_fault
+    first, _ = trial_dirs(results, "cluster-resume")
+    assert trial_results(first) == before["first"]
+
+
+# ---------------------------------------------------------------- fault: the head restarts
+
+
+@pytest.fixture(scope="module")
+def head_restart(cluster, results, driver_fault):
+    """A long run whose head container is killed (and restarted by the 'kubelet') mid-run."""
+    cluster.upgrade(render_experiment(5, name="cluster-head-restart", stop={"env_steps": 1_000_000}))
+    job = cluster.start_job(job_of(cluster.objects))
+    cluster.wait(lambda: checkpoints(results, "cluster-head-restart"), 400, "the first checkpoint", 0.5)
+    (head,) = cluster.pods_of("head")
+    cluster.restart_container(head, "ray-head")
+    job.process.wait(timeout=300)
+    return job
+
+
+def test_the_job_fails_when_the_head_restarts_mid_run(head_restart):
+    assert head_restart.process.returncode != 0
+
+
+def test_the_job_says_the_ray_head_went_away(head_restart):
+    output = head_restart.output()
+    assert "Traceback" not in output[-3000:], output[-3000:]
+    assert "head" in output[-3000:].lower(), output[-3000:]
