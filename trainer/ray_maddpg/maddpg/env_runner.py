@@ -114,6 +114,8 @@ class JointEnvRunner(EnvRunner, Checkpointable):
         self.layout = agent_layout(self.env[0])
         self.agents = self.layout["agents"]
         self.discrete = [self.layout["discrete"][a] for a in self.agents]
+        act_kinds = {(self.layout["discrete"][a], self.layout["act_dims"][a]) for a in self.agents}
+        self._uniform_actions = len(act_kinds) == 1
         self._obs = None
 
     def make_module(self) -> None:
@@ -241,17 +243,22 @@ class JointEnvRunner(EnvRunner, Checkpointable):
             outs = [torch.randn(n_envs, self.layout["act_dims"][a]) for a in self.agents]
         else:
             outs = self._actors([torch.from_numpy(o) for o in obs])
-        temperature = self.config.gumbel_temperature
+        if self._uniform_actions:
+            # All agents alike: one exploration call for the stacked (N, B, A) outputs.
+            outs = [torch.stack(outs)]
+        kinds = self.discrete[: len(outs)]
         if explore:
+            temperature = self.config.gumbel_temperature
             acts = [
                 core.exploration_action(out, disc, noise_std=sigma, temperature=temperature)
-                for out, disc in zip(outs, self.discrete, strict=True)
+                for out, disc in zip(outs, kinds, strict=True)
             ]
         else:
             acts = [
-                core.actor_action(out, disc, stochastic=False)
-                for out, disc in zip(outs, self.discrete, strict=True)
+                core.actor_action(out, disc, stochastic=False) for out, disc in zip(outs, kinds, strict=True)
             ]
+        if self._uniform_actions:
+            return list(acts[0].numpy())
         return [a.numpy() for a in acts]
 
     # --- metrics with RLlib's standard keys ---
