@@ -23,7 +23,7 @@ from ray_maddpg.experiment.schema import (
 )
 
 EXPERIMENT_FILE = "experiment.yaml"
-LOCAL_START_ATTEMPTS = 3  # the validated file, kept next to the trials
+LOCAL_START_ATTEMPTS = 5  # the validated file, kept next to the trials
 
 
 @dataclass
