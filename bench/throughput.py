@@ -22,6 +22,7 @@ import numpy as np
 import ray
 import torch
 from ray_maddpg.envs.mpe import MPEMultiAgentEnv
+from ray_maddpg.experiment.runner import connect
 from ray_maddpg.maddpg import MADDPGConfig
 from ray_maddpg.maddpg.env_runner import JointEnvRunner
 from ray_maddpg.maddpg.maddpg import joint_train_batch
@@ -128,7 +129,7 @@ def main() -> None:
     raw = raw_rate(args.seconds)
     sampling = sampling_rate(args.seconds, args.num_envs)
     updates = learner_rate(args.seconds)
-    ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+    connect(None)  # an embedded local Ray, with the CLI's retries on a saturated machine
     try:
         train = train_rate(args.seconds * 2, 1, args.num_envs)
         scaling = []
