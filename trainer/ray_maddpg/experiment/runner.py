@@ -22,8 +22,8 @@ from ray_maddpg.experiment.schema import (
     validate_experiment,
 )
 
-EXPERIMENT_FILE = "experiment.yaml"
-LOCAL_START_ATTEMPTS = 5  # the validated file, kept next to the trials
+EXPERIMENT_FILE = "experiment.yaml"  # the validated file, kept next to the trials
+LOCAL_START_ATTEMPTS = 5
 
 
 @dataclass
