@@ -94,10 +94,6 @@ class Experiment:
     def env_config(self) -> dict[str, Any]:
         return {"scenario": self.scenario, **self.env}
 
-    @property
-    def has_search_space(self) -> bool:
-        return bool(search_paths(self.env) or search_paths(self.algorithm) or self.tune.seeds)
-
 
 # ---------------------------------------------------------------- loading and overrides
 
