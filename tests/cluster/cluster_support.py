@@ -29,17 +29,10 @@ TINY_EXPERIMENT = {
     "checkpoint": {"every_iterations": 1, "keep": 2},
     "seed": 0,
 }
-# Fixed agent ports: with dynamic ones the raylet waits for the agent to write its port to a file,
-# and gives up (crash-loop) when a busy machine needs more than ~15 s to start that agent.
-AGENT_PORTS = {
-    "dashboard-agent-grpc-port": "52366",
-    "runtime-env-agent-port": "52367",
-    "metrics-export-port": "8080",
-}
 OVERRIDES = {
-    "worker": {"replicas": 2, "rayStartParams": AGENT_PORTS},
+    "worker": {"replicas": 2},
     # The head runs no trials, so every env runner lives on a worker that a test can kill.
-    "head": {"rayStartParams": {"num-cpus": "0", **AGENT_PORTS}},
+    "head": {"rayStartParams": {"num-cpus": "0"}},
     "experiment": {"config": TINY_EXPERIMENT, "waitTimeoutSeconds": 300},
 }
 
