@@ -136,8 +136,17 @@ class Pods:
 
     def ray_flags(self, temp_dir: str) -> list[str]:
         """Flags the chart's rayStartParams could add: a temp dir per pod (pods share no /tmp),
-        and a small node, since this machine is shared."""
-        return [f"--temp-dir={self.dir / temp_dir}", "--num-cpus=1", "--object-store-memory=200000000"]
+        a small node, since this machine is shared, and fixed agent ports: with port 0 the raylet
+        waits for the agents to report theirs, and on a busy machine Python agents can take
+        longer than that wait allows."""
+        return [
+            f"--temp-dir={self.dir / temp_dir}",
+            "--num-cpus=1",
+            "--object-store-memory=200000000",
+            "--dashboard-agent-grpc-port=52366",
+            "--runtime-env-agent-port=52367",
+            "--metrics-export-port=52368",
+        ]
 
     def shell(self, pod: str, command: str, extra_args: list[str]) -> list[str]:
         """Run a contract command as a container would: one process (exec), extra flags appended."""
