@@ -239,7 +239,10 @@ seen = "no answer yet"
 while True:
     try:
         JobSubmissionClient(address).list_jobs()
-        nodes = list_nodes(address=address, filters=[("state", "=", "ALIVE")], detail=True)
+        # A worker that restarted leaves a dead node behind; without this the state API raises.
+        nodes = list_nodes(
+            address=address, filters=[("state", "=", "ALIVE")], detail=True, raise_on_missing_output=False
+        )
         gpus = sum(node.resources_total.get("GPU", 0) for node in nodes)
         seen = f"{len(nodes)} alive nodes with {gpus:g} GPUs"
         if len(nodes) >= want_nodes and gpus >= want_gpus:
