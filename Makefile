@@ -43,8 +43,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/throughput.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check trainer tests bench
-	$(BIN)/ruff format --check trainer tests bench
+	$(BIN)/ruff check trainer tests bench scripts image
+	$(BIN)/ruff format --check trainer tests bench scripts image
 
 chart-lint: $(STAMP)
 	$(BIN)/python scripts/chart_lint.py charts/ray-maddpg

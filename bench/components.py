@@ -18,6 +18,7 @@ import time
 import numpy as np
 import torch
 from mpe2 import simple_spread_v3
+
 from ray_maddpg.envs import make_env
 from ray_maddpg.maddpg.core import MLP, JointActors
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import ray
 import torch
+
 from ray_maddpg.envs.mpe import MPEMultiAgentEnv
 from ray_maddpg.experiment.runner import connect
 from ray_maddpg.maddpg import MADDPGConfig

@@ -33,7 +33,9 @@ def test_every_declared_dependency_is_pinned_in_the_lock_within_its_range():
     lock = read_lock()
     for req in declared_requirements():
         name = re.sub(r"[-_.]+", "-", req.name).lower()
-        assert name in lock, f"{req.name} is declared in trainer/pyproject.toml but missing from requirements.lock"
+        assert name in lock, (
+            f"{req.name} is declared in trainer/pyproject.toml but missing from requirements.lock"
+        )
         assert req.specifier.contains(lock[name], prereleases=True), (
             f"requirements.lock pins {req.name}=={lock[name]}, outside the declared {req.specifier}"
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import ray
+
 from ray_maddpg.experiment.runner import connect
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import torch
+
 from ray_maddpg.maddpg import MADDPGConfig
 from ray_maddpg.maddpg.env_runner import JointEnvRunner
 from ray_maddpg.maddpg.maddpg import joint_train_batch

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from maddpg_helpers import small_config
+
 from ray_maddpg.envs.mpe import make_env
 from ray_maddpg.errors import ConfigError
 from ray_maddpg.maddpg import MADDPG, load_policy

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from maddpg_helpers import ScriptedEnv
+
 from ray_maddpg.errors import ConfigError
 from ray_maddpg.maddpg import MADDPGConfig
 from ray_maddpg.maddpg.env_runner import JointEnvRunner

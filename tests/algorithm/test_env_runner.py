@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from maddpg_helpers import ScriptedEnv, small_config
+
 from ray_maddpg.maddpg import MADDPGConfig
 from ray_maddpg.maddpg.env_runner import JointEnvRunner, exploration_sigma
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from maddpg_helpers import built_learner, joint_batch, small_config
+
 from ray_maddpg.maddpg.torch.maddpg_torch_learner import NUM_UPDATES
 
 

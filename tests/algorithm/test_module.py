@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from maddpg_helpers import ScriptedEnv, built_learner, joint_batch, small_config
+
 from ray_maddpg.maddpg import MADDPGConfig
 
 

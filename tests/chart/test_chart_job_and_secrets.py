@@ -55,7 +55,7 @@ def test_job_waits_for_the_cluster_in_an_init_container_then_submits_the_experim
     assert [c["name"] for c in spec["initContainers"]] == ["wait-for-cluster"]
     assert spec["initContainers"][0]["command"][:2] == ["python", "-c"]
     assert spec["containers"][0]["command"] == [
-        "ray", "job", "submit", "--address=$(RAY_API_SERVER_ADDRESS)", "--working-dir=/experiment", "--",
+        "ray-maddpg", "submit", "--address=$(RAY_API_SERVER_ADDRESS)", "--working-dir=/experiment", "--",
         "ray-maddpg", "train", "--config=experiment.yaml", "--results-dir=/results",
     ]  # fmt: skip
     assert env_of(spec["containers"][0])["RAY_API_SERVER_ADDRESS"]["value"] == "http://ray-maddpg-head:8265"

@@ -118,8 +118,20 @@ def secret_of(objects: list[dict], suffix: str) -> str:
     return decoded_secret(secret)["token"].decode()
 
 
-def screenshot(url: str, png: Path, *, wait_ms: int = 15000) -> str:
-    """Load ``url`` in Debian's headless Chromium, save a screenshot to ``png``, return the DOM."""
+def screenshot(url: str, png: Path, *, wait_ms: int = 15000, expect: tuple[str, ...] = ()) -> str:
+    """Load ``url`` in Debian's headless Chromium, save a screenshot to ``png``, return the DOM.
+
+    Pages render lazily and Chromium's virtual time runs slower on a busy machine, so while the
+    DOM lacks any of ``expect`` it tries twice more, doubling the time budget each time.
+    """
+    for attempt in range(3):
+        dom = _chromium_shot(url, png, wait_ms * 2**attempt)
+        if all(text in dom for text in expect):
+            break
+    return dom
+
+
+def _chromium_shot(url: str, png: Path, wait_ms: int) -> str:
     chromium = shutil.which("chromium")
     assert chromium, "Debian's chromium is missing: `make test` installs it (apt-get install chromium)"
     profile = png.parent / f".profile-{png.stem}"

@@ -87,7 +87,9 @@ def test_tensorboard_serves_the_runs_scalars(cluster, trained):
 
 def test_chromium_shows_the_runs_return_on_tensorboards_scalars_page(cluster, trained):
     url = cluster.url(cluster.service("tensorboard"), path="/?tagFilter=episode_return_mean#timeseries")
-    dom = screenshot(url, ARTIFACTS / "tensorboard-scalars.png")
+    dom = screenshot(
+        url, ARTIFACTS / "tensorboard-scalars.png", expect=("cluster-e2e", "episode_return_mean")
+    )
     assert "cluster-e2e" in dom
     assert "episode_return_mean" in dom
 
@@ -95,7 +97,7 @@ def test_chromium_shows_the_runs_return_on_tensorboards_scalars_page(cluster, tr
 def test_chromium_shows_the_results_dir_in_jupyterlab(cluster, trained):
     token = secret_of(cluster.objects, "jupyter")
     url = cluster.url(cluster.service("jupyter"), path=f"/lab?token={token}")
-    dom = screenshot(url, ARTIFACTS / "jupyterlab.png", wait_ms=25000)
+    dom = screenshot(url, ARTIFACTS / "jupyterlab.png", wait_ms=25000, expect=("jp-LabShell", "cluster-e2e_"))
     assert "jp-LabShell" in dom
     assert "cluster-e2e_" in dom, "JupyterLab's file browser does not list the run's results dir"
 

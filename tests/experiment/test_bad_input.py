@@ -3,6 +3,7 @@
 import pytest
 import yaml
 from experiment_helpers import QUICK, cli
+
 from ray_maddpg.cli import main
 
 

@@ -6,8 +6,9 @@ import re
 import imageio.v3 as iio
 import pytest
 from experiment_helpers import trial_dirs
-from ray_maddpg.cli import main
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from ray_maddpg.cli import main
 
 pytestmark = pytest.mark.e2e
 

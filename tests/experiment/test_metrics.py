@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 from mpe2._mpe_utils.core import Agent, Landmark, World
+
 from ray_maddpg.experiment.metrics import episode_metrics, summarize
 
 

@@ -2,6 +2,7 @@
 
 import pytest
 from ray import tune
+
 from ray_maddpg.experiment.runner import algorithm_config
 from ray_maddpg.experiment.schema import validate_experiment
 from ray_maddpg.maddpg import MADDPG

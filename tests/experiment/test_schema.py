@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from ray_maddpg.errors import ConfigError
 from ray_maddpg.experiment.schema import (
     apply_overrides,

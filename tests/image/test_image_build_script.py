@@ -108,6 +108,12 @@ def test_image_variable_renames_the_repository_but_keeps_the_version_tag(fake_bi
 
 def test_make_image_runs_the_build_script():
     result = subprocess.run(
-        ["make", "--dry-run", "image"], cwd=ROOT, capture_output=True, text=True, timeout=30, env=os.environ
+        ["make", "--no-print-directory", "--dry-run", "image"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        # Under `make test` the parent make's flags would leak into this one.
+        env={k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")},
     )
     assert result.stdout.strip() == "bash image/build.sh"

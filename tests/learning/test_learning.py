@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from ray_maddpg.envs.mpe import make_env
 from ray_maddpg.maddpg import MADDPGConfig
 

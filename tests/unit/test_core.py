@@ -5,8 +5,9 @@ import sys
 
 import pytest
 import torch
-from ray_maddpg.maddpg import core
 from torch import nn
+
+from ray_maddpg.maddpg import core
 
 torch.set_num_threads(1)
 

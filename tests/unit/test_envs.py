@@ -7,6 +7,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from mpe2.simple_spread import simple_spread
+
 from ray_maddpg.envs import (
     ENV_NAME,
     SCENARIOS,

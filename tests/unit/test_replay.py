@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from ray_maddpg.maddpg.replay import JointReplayBuffer
 
 OBS_DIMS, ACT_DIMS = [3, 4], [2, 5]  # heterogeneous agents

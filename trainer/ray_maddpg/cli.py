@@ -1,4 +1,4 @@
-"""`ray-maddpg` command line: train, evaluate, render.
+"""`ray-maddpg` command line: train, evaluate, render, submit.
 
 Exit codes: 0 success, 1 a trial failed, 2 bad input (nothing is written in that case).
 """
@@ -49,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_checkpoint_args(render)
     render.add_argument("--out", required=True, help="output GIF path")
     render.add_argument("--episodes", type=int, default=1, help="episodes in the GIF (default: 1)")
+
+    # Listed for --help only: main() hands `submit` its arguments untouched.
+    commands.add_parser(
+        "submit", help="`ray job submit` that ends with a clear message, not a traceback, when it fails"
+    )
     return parser
 
 
@@ -116,6 +121,11 @@ def _quiet() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["submit"]:
+        from ray_maddpg.submit import main as submit
+
+        return submit(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
