@@ -12,7 +12,7 @@ RESULTS ?= results
 EXPERIMENT ?= trainer/ray_maddpg/experiments/quick.yaml
 PYTEST_ARGS ?=
 
-.PHONY: install train test chromium bench lint chart-lint image lock clean
+.PHONY: install train test chromium bench reproduce lint chart-lint image lock clean
 
 install: $(STAMP)
 
@@ -41,6 +41,11 @@ chromium:
 ## bench: throughput benchmarks; prints ratios and writes bench/results/*.json
 bench: $(STAMP)
 	$(BIN)/python bench/throughput.py
+
+## reproduce: the paper reproduction (hours at the paper's budget), e.g. REPRODUCE_ARGS="--steps 300000"
+REPRODUCE_ARGS ?=
+reproduce: $(STAMP)
+	$(BIN)/python bench/reproduce.py $(REPRODUCE_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check trainer tests bench scripts image

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import time
 from pathlib import Path
 
@@ -117,6 +118,24 @@ def train_rate(seconds: float, num_env_runners: int, num_envs: int) -> dict:
         algo.stop()
 
 
+def runner_counts(cpus: int) -> list[int]:
+    """1, 2, 4, ... env runners, up to and including the CPU count."""
+    counts = [1]
+    while counts[-1] * 2 <= cpus:
+        counts.append(counts[-1] * 2)
+    return counts if counts[-1] == cpus else [*counts, cpus]
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="measuring time per figure")
@@ -135,15 +154,23 @@ def main() -> None:
         train = train_rate(args.seconds * 2, 1, args.num_envs)
         scaling = []
         if not args.no_scaling:
-            for n in range(1, cpus + 1):
+            for n in runner_counts(cpus):
                 rate = train if n == 1 else train_rate(args.seconds, n, args.num_envs)
-                scaling.append({"num_env_runners": n, "train_steps_per_s": rate["train_steps_per_s"]})
+                scaling.append(
+                    {
+                        "num_env_runners": n,
+                        "train_steps_per_s": rate["train_steps_per_s"],
+                        "ratio_train_to_raw": rate["train_steps_per_s"] / raw,
+                    }
+                )
     finally:
         ray.shutdown()
 
     results = {
         "scenario": SCENARIO,
         "cpu_count": cpus,
+        "cpu_model": cpu_model(),
+        "torch_threads": torch.get_num_threads(),
         "load_average_before": list(load_before),
         "load_average_after": list(os.getloadavg()),
         "num_envs_per_env_runner": args.num_envs,
@@ -160,7 +187,9 @@ def main() -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
 
-    print(f"MADDPG throughput on {SCENARIO} ({cpus} CPUs, load {load_before[0]:.1f} before)")
+    print(
+        f"MADDPG throughput on {SCENARIO} ({cpus} x {results['cpu_model']}, load {load_before[0]:.1f} before)"
+    )
     rows = [
         ("raw mpe2 env (random actions)", f"{raw:,.0f} env steps/s", ""),
         ("sampling (JointEnvRunner)", f"{sampling:,.0f} env steps/s", f"{sampling / raw:.2f}x raw"),
@@ -179,6 +208,7 @@ def main() -> None:
         for row in scaling:
             print(
                 f"    {row['num_env_runners']} env runner(s)  {row['train_steps_per_s']:>10,.0f} env steps/s"
+                f"  {row['ratio_train_to_raw']:.2f}x raw"
             )
     print(f"wrote {RESULTS}")
 

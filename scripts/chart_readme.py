@@ -23,7 +23,7 @@ DOC_LINE = re.compile(r"^ *# -- (?P<text>.+)$")
 HEADER = """# ray-maddpg Helm chart
 
 A Ray cluster for MADDPG on RLlib: a head pod (Ray head, JupyterLab and TensorBoard sharing the
-results volume), GPU worker pods, and a Job that submits the experiment with `ray job submit`.
+results volume), GPU worker pods, and a Job that submits the experiment with `ray-maddpg submit` (`ray job submit`).
 The project README's "Cluster" section walks through installing it.
 
 ```bash

@@ -286,6 +286,12 @@ class Cluster:
 
     def start(self, *, first_component: str = "head", timeout: float = 300) -> Cluster:
         """Create the network and start every Deployment's pods (Jobs start with ``run_job``)."""
+        hidden = [d for d in ("/tmp", IMAGE_HOME) if VENV_BIN.is_relative_to(d)]
+        if hidden:
+            raise RuntimeError(
+                f"the checkout's venv {VENV_BIN} is under {hidden[0]}, which every pod mounts over with "
+                "its own emptyDir, so no container would find ray or jupyter: clone the repo elsewhere"
+            )
         cleanup_leftovers()
         RUN_ROOT.mkdir(parents=True, exist_ok=True)
         self.dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,322 @@
+"""Reproduce the MADDPG paper's comparisons on mpe2, and write summaries, tables and plots.
+
+Each (scenario, variant) is one `ray-maddpg train` of the scenario's paper experiment file,
+with the variant's critic settings and the seeds as a Tune grid. Then every seed's final
+checkpoint is evaluated deterministically (`ray-maddpg evaluate`'s code, fixed seeds), the
+learning curves are read from each trial's progress.csv, and the script writes:
+
+- bench/results/reproduce/<scenario>.json: per variant and seed, the evaluation summary,
+  wall time, steps/s and the learning curve;
+- docs/img/reproduce-<scenario>.png: mean and spread (min..max) over seeds of the curves;
+- bench/results/reproduce/summary.md: the tables and the paper's claims, checked.
+
+Long: the paper's budget is 1.5M env steps per trial. `--steps` shortens every run.
+
+    .venv/bin/python bench/reproduce.py                       # everything, paper budget
+    .venv/bin/python bench/reproduce.py --steps 300000 --only simple_spread
+    .venv/bin/python bench/reproduce.py --report-only         # redo tables/plots from saved JSON
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+EXPERIMENTS = ROOT / "trainer" / "ray_maddpg" / "experiments"
+OUT = ROOT / "bench" / "results" / "reproduce"
+PLOTS = ROOT / "docs" / "img"
+STEPS = "env_runners/num_env_steps_sampled_lifetime"
+RETURN = "env_runners/episode_return_mean"
+TEAM_RETURN = "env_runners/team_episode_returns_mean/"
+EVAL_EPISODES = 100
+EVAL_SEED = 10_000  # evaluation episodes never reuse a training seed's resets
+
+MATD3 = {"twin_q": True, "policy_delay": 2}
+# scenario -> (paper experiment file, {variant: algorithm overrides}). In the competitive
+# scenarios, as in the paper, one team learns with MADDPG and the other with DDPG.
+STUDY: dict[str, tuple[str, dict[str, dict]]] = {
+    "simple_spread": (
+        "paper-simple-spread.yaml",
+        {"MADDPG": {}, "DDPG": {"critic": "local"}, "MATD3": MATD3},
+    ),
+    "simple_speaker_listener": (
+        "paper-simple-speaker-listener.yaml",
+        {"MADDPG": {}, "DDPG": {"critic": "local"}},
+    ),
+    "simple_adversary": (
+        "paper-simple-adversary.yaml",
+        {
+            "MADDPG agents vs DDPG adversary": {"critic": {"agent": "centralized", "adversary": "local"}},
+            "DDPG agents vs MADDPG adversary": {"critic": {"agent": "local", "adversary": "centralized"}},
+        },
+    ),
+    "simple_tag": (
+        "paper-simple-tag.yaml",
+        {
+            "MADDPG predators vs DDPG prey": {"critic": {"adversary": "centralized", "agent": "local"}},
+            "DDPG predators vs MADDPG prey": {"critic": {"adversary": "local", "agent": "centralized"}},
+        },
+    ),
+}
+
+
+def slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
+
+
+def train(scenario: str, variant: str, overrides: dict, args: argparse.Namespace) -> tuple[Path, float]:
+    """One `ray-maddpg train` of the variant; returns its run dir and wall time."""
+    file, _ = STUDY[scenario]
+    name = f"repro-{slug(scenario)}-{slug(variant)}"
+    sets = {
+        "name": name,
+        "tune.seeds": args.seeds,
+        "tune.max_concurrent_trials": args.jobs,
+        # One CPU per trial (sampling in the trial's process), so `--jobs` trials run side by side.
+        "resources.num_env_runners": 0,
+        "evaluation.every_iterations": 0,
+        "checkpoint.every_iterations": 100,
+        **{f"algorithm.{k}": v for k, v in overrides.items()},
+    }
+    if args.steps:
+        sets["stop.env_steps"] = args.steps
+    command = [str(Path(sys.executable).parent / "ray-maddpg"), "train", "--config", str(EXPERIMENTS / file)]
+    command += [a for k, v in sets.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+    command += ["--results-dir", str(args.results_dir)]
+    print(f"\n=== {scenario}: {variant}\n$ {shlex.join(command)}", flush=True)
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        sys.exit(f"reproduce: `ray-maddpg train` for {scenario} / {variant} exited {done.returncode}")
+    runs = sorted(args.results_dir.glob(f"{name}_*/"))
+    return runs[-1], wall
+
+
+def read_curve(progress: Path) -> dict[str, list[float]]:
+    with progress.open() as f:
+        rows = [r for r in csv.DictReader(f) if r.get(RETURN) not in (None, "")]
+    curve = {"env_steps": [float(r[STEPS]) for r in rows], "return": [float(r[RETURN]) for r in rows]}
+    for key in rows[0] if rows else []:
+        if key.startswith(TEAM_RETURN):
+            curve[f"team/{key.removeprefix(TEAM_RETURN)}"] = [float(r[key] or "nan") for r in rows]
+    curve["time_total_s"] = [float(rows[-1]["time_total_s"])] if rows else [0.0]
+    return curve
+
+
+def summarize_run(run_dir: Path, wall: float) -> list[dict]:
+    from ray_maddpg.experiment.evaluate import load_checked_policy, run_episodes
+
+    trials = []
+    for trial in sorted(p for p in run_dir.iterdir() if (p / "progress.csv").exists()):
+        seed = json.loads((trial / "params.json").read_text())["seed"]
+        curve = read_curve(trial / "progress.csv")
+        policy = load_checked_policy(trial)
+        evaluation = run_episodes(policy, EVAL_EPISODES, EVAL_SEED).summary()
+        seconds = curve.pop("time_total_s")[0]
+        trials.append(
+            {
+                "seed": seed,
+                "trial_dir": str(trial.relative_to(ROOT) if trial.is_relative_to(ROOT) else trial),
+                "env_steps": curve["env_steps"][-1],
+                "trial_time_s": seconds,
+                "steps_per_s": curve["env_steps"][-1] / seconds,
+                "evaluation": evaluation,
+                "curve": {k: v[:: max(1, len(v) // 200)] for k, v in curve.items()},
+            }
+        )
+        print(f"  seed {seed}: eval return {evaluation['return']['mean']:.2f}", flush=True)
+    for t in trials:
+        t["experiment_wall_s"] = wall
+    return trials
+
+
+def mean_metric(trials: list[dict], key: str) -> tuple[float, float]:
+    """Mean and std over seeds of an evaluation figure: 'return', 'team/<t>' or a metric name."""
+    values = []
+    for t in trials:
+        e = t["evaluation"]
+        if key == "return":
+            values.append(e["return"]["mean"])
+        elif key.startswith("team/"):
+            values.append(e["teams"][key.removeprefix("team/")]["mean"])
+        else:
+            values.append(e["metrics"][key]["mean"])
+    return float(np.mean(values)), float(np.std(values))
+
+
+def plot(scenario: str, variants: dict[str, list[dict]]) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = ["return"] if scenario in ("simple_spread", "simple_speaker_listener") else None
+    if keys is None:
+        keys = sorted({k for trials in variants.values() for k in trials[0]["curve"] if k.startswith("team/")})
+    fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 4), squeeze=False)
+    for ax, key in zip(axes[0], keys, strict=True):
+        for variant, trials in variants.items():
+            end = min(t["curve"]["env_steps"][-1] for t in trials)
+            grid = np.linspace(0, end, 100)
+            ys = np.array([np.interp(grid, t["curve"]["env_steps"], t["curve"][key]) for t in trials])
+            (line,) = ax.plot(grid, ys.mean(0), label=f"{variant} ({len(trials)} seeds)")
+            ax.fill_between(grid, ys.min(0), ys.max(0), color=line.get_color(), alpha=0.2)
+        ax.set_title(f"{scenario}: {'episode return (all agents)' if key == 'return' else key + ' return'}")
+        ax.set_xlabel("env steps")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    PLOTS.mkdir(parents=True, exist_ok=True)
+    path = PLOTS / f"reproduce-{scenario}.png"
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+# What each table shows per scenario: (column title, evaluation key).
+COLUMNS = {
+    "simple_spread": [
+        ("return", "return"),
+        ("landmark distance", "landmark_distance"),
+        ("collisions / episode", "collisions"),
+        ("landmarks occupied", "landmarks_occupied"),
+    ],
+    "simple_speaker_listener": [
+        ("return", "return"),
+        ("target reached", "target_reached"),
+        ("final distance", "final_distance"),
+    ],
+    "simple_adversary": [
+        ("good success", "good_success"),
+        ("adversary success", "adversary_success"),
+        ("agent team return", "team/agent"),
+        ("adversary return", "team/adversary"),
+    ],
+    "simple_tag": [("touches / episode", "touches"), ("predator team return", "team/adversary")],
+}
+
+
+def claims(results: dict[str, dict[str, list[dict]]]) -> list[tuple[str, str, str]]:
+    """The paper's claims that these results can check: (claim, what we measured, holds?)."""
+    rows = []
+
+    def m(scenario: str, variant: str, key: str) -> float:
+        return mean_metric(results[scenario][variant], key)[0]
+
+    if {"MADDPG", "DDPG"} <= set(results.get("simple_spread", {})):
+        d = (m("simple_spread", "MADDPG", "landmark_distance"), m("simple_spread", "DDPG", "landmark_distance"))
+        c = (m("simple_spread", "MADDPG", "collisions"), m("simple_spread", "DDPG", "collisions"))
+        rows.append(
+            (
+                "cooperative navigation: MADDPG <= DDPG on distance and on collisions",
+                f"distance {d[0]:.3f} vs {d[1]:.3f}; collisions {c[0]:.2f} vs {c[1]:.2f}",
+                "yes" if d[0] <= d[1] and c[0] <= c[1] else "no",
+            )
+        )
+    if {"MADDPG", "DDPG"} <= set(results.get("simple_speaker_listener", {})):
+        r = (
+            m("simple_speaker_listener", "MADDPG", "target_reached"),
+            m("simple_speaker_listener", "DDPG", "target_reached"),
+        )
+        rows.append(
+            (
+                "cooperative communication: MADDPG reaches the target, DDPG does not",
+                f"target reached {r[0]:.0%} (MADDPG) vs {r[1]:.0%} (DDPG)",
+                "yes" if r[0] >= 0.5 > r[1] else "no",
+            )
+        )
+    adversary = results.get("simple_adversary", {})
+    if len(adversary) == 2:
+        a, b = adversary
+        good = (m("simple_adversary", a, "good_success"), m("simple_adversary", b, "good_success"))
+        adv = (m("simple_adversary", a, "adversary_success"), m("simple_adversary", b, "adversary_success"))
+        rows.append(
+            (
+                "physical deception: the MADDPG team wins more often than the DDPG team it faces",
+                f"{a}: good {good[0]:.0%}, adversary {adv[0]:.0%}; {b}: good {good[1]:.0%}, adversary {adv[1]:.0%}",
+                "yes" if good[0] > good[1] and adv[1] > adv[0] else "no",
+            )
+        )
+    tag = results.get("simple_tag", {})
+    if len(tag) == 2:
+        a, b = tag
+        touches = (m("simple_tag", a, "touches"), m("simple_tag", b, "touches"))
+        rows.append(
+            (
+                "predator-prey: MADDPG predators touch DDPG prey more than DDPG predators touch MADDPG prey",
+                f"touches {touches[0]:.2f} ({a}) vs {touches[1]:.2f} ({b})",
+                "yes" if touches[0] > touches[1] else "no",
+            )
+        )
+    return rows
+
+
+def report(results: dict[str, dict[str, list[dict]]]) -> str:
+    lines = []
+    for scenario, variants in results.items():
+        columns = COLUMNS[scenario]
+        lines += [f"### {scenario}", "", f"![{scenario}](img/reproduce-{scenario}.png)", ""]
+        lines.append("| variant | seeds | env steps | " + " | ".join(c for c, _ in columns) + " | steps/s | wall |")
+        lines.append("|---" * (len(columns) + 5) + "|")
+        for variant, trials in variants.items():
+            cells = [f"{mean:.3f} ± {std:.3f}" for mean, std in (mean_metric(trials, k) for _, k in columns)]
+            rate = np.mean([t["steps_per_s"] for t in trials])
+            wall = trials[0]["experiment_wall_s"]
+            steps = int(min(t["env_steps"] for t in trials))
+            seeds = ",".join(str(t["seed"]) for t in trials)
+            lines.append(
+                f"| {variant} | {seeds} | {steps:,} | " + " | ".join(cells) + f" | {rate:,.0f} | {wall / 60:.0f} min |"
+            )
+        lines.append("")
+    rows = claims(results)
+    if rows:
+        lines += ["### The paper's claims", "", "| claim | measured | holds here |", "|---|---|---|"]
+        lines += [f"| {c} | {m} | {h} |" for c, m, h in rows]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", choices=sorted(STUDY), help="scenarios to run (default: all)")
+    parser.add_argument("--steps", type=int, help="env steps per trial (default: the paper's 1.5M)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="seeds per variant (default: 0 1)")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="trials side by side")
+    parser.add_argument("--results-dir", type=Path, default=ROOT / "results" / "reproduce")
+    parser.add_argument("--report-only", action="store_true", help="only rebuild tables and plots")
+    args = parser.parse_args()
+    args.results_dir = args.results_dir.resolve()
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    for scenario in [] if args.report_only else args.only or list(STUDY):
+        saved = {}
+        for variant, overrides in STUDY[scenario][1].items():
+            run_dir, wall = train(scenario, variant, overrides, args)
+            saved[variant] = summarize_run(run_dir, wall)
+            meta = {"command": " ".join(sys.argv), "cpu_count": os.cpu_count(), "variants": saved}
+            (OUT / f"{scenario}.json").write_text(json.dumps(meta, indent=1) + "\n")
+
+    results = {}
+    for scenario in STUDY:
+        path = OUT / f"{scenario}.json"
+        if path.exists():
+            results[scenario] = json.loads(path.read_text())["variants"]
+            print(f"plot: {plot(scenario, results[scenario])}")
+    summary = report(results)
+    (OUT / "summary.md").write_text(summary)
+    print(summary)
+
+
+if __name__ == "__main__":
+    main()
