@@ -110,6 +110,20 @@ def checkpoints(results: Path, name: str) -> list[Path]:
     return sorted(run.glob("*/checkpoint_*")) if run else []
 
 
+def state_covers_checkpoints(results: Path, name: str) -> bool:
+    """Tune's experiment state was saved after the newest checkpoint was written.
+
+    Only then does `--resume` know about that checkpoint: Tune snapshots its state every few
+    seconds, so a driver that dies right after a checkpoint resumes from the one before.
+    """
+    run = experiment_dir(results, name)
+    files = [f for c in checkpoints(results, name) for f in c.rglob("*") if f.is_file()]
+    states = list(run.glob("experiment_state-*.json")) if run else []
+    if not files or not states:
+        return False
+    return max(s.stat().st_mtime for s in states) > max(f.stat().st_mtime for f in files)
+
+
 # ---------------------------------------------------------------- secrets and Chromium
 
 

@@ -24,6 +24,7 @@ from cluster_support import (
     screenshot,
     secret_of,
     state,
+    state_covers_checkpoints,
     trial_dirs,
     trial_results,
 )
@@ -168,6 +169,9 @@ def driver_fault(cluster, results, worker_fault):
         500,
         "the second trial's first checkpoint",
         0.5,
+    )
+    cluster.wait(
+        lambda: state_covers_checkpoints(results, "cluster-resume"), 60, "Tune's state to record it", 0.2
     )
     # The Job pod dies with `ray job submit`; the driver itself runs on the head, so stop it too.
     cluster.kill_pod(job.pod)

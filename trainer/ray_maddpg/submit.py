@@ -9,11 +9,14 @@ and replaces a traceback with one message that says what happened and what to do
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
 
 TRACEBACK = "Traceback (most recent call last):"
+# `SomeError: message` (or `pkg.mod.SomeError: ...`) at the start of a line ends a traceback.
+EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b")
 SUBMITTED = "submitted successfully"
 # Last lines of the tracebacks `ray job submit` ends with when it cannot reach the head.
 CONNECTION_LOST = (
@@ -35,6 +38,13 @@ def _address(args: list[str]) -> str:
         if arg == "--address" and i + 1 < len(args):
             return args[i + 1]
     return os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS") or "(default)"
+
+
+def exception_text(traceback: list[str]) -> str:
+    """The final exception's type and message (which may span lines) from a traceback's lines."""
+    headers = [i for i, line in enumerate(traceback) if EXCEPTION_LINE.match(line)]
+    lines = traceback[headers[-1] :] if headers else traceback[-1:]
+    return " ".join(line.strip() for line in lines if line.strip()) or "unknown error"
 
 
 def explain(error: str, address: str, submitted: bool) -> str:
@@ -94,7 +104,7 @@ def main(args: list[str]) -> int:
     if traceback and code == 0:
         sys.stderr.writelines(traceback)
     elif traceback:
-        error = next((line.strip() for line in reversed(traceback) if line.strip()), "unknown error")
+        error = exception_text(traceback)
         print(explain(error, _address(args), submitted.is_set()), file=sys.stderr)
         return code or 1
     return code

@@ -111,6 +111,9 @@ def _quiet_ray() -> None:
     # The old (non-AIR) output path prints nothing at verbose=0; the new one always prints
     # a header with a misleading TensorBoard path.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Tune snapshots the experiment state (which checkpoints exist) every 10 s or more by default;
+    # a driver that dies between a checkpoint and the next snapshot resumes from the one before.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
     for name in ("ray", "ray.tune", "ray.rllib", "ray.train"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
