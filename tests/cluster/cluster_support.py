@@ -110,18 +110,14 @@ def checkpoints(results: Path, name: str) -> list[Path]:
     return sorted(run.glob("*/checkpoint_*")) if run else []
 
 
-def state_covers_checkpoints(results: Path, name: str) -> bool:
-    """Tune's experiment state was saved after the newest checkpoint was written.
+def state_saved_since(results: Path, name: str, since: float) -> bool:
+    """Tune's experiment state was written after ``since`` (a ``time.time()``).
 
-    Only then does `--resume` know about that checkpoint: Tune snapshots its state every few
-    seconds, so a driver that dies right after a checkpoint resumes from the one before.
+    Only a checkpoint that the state lists is one `--resume` knows about: Tune snapshots its state
+    every few seconds, so a driver that dies right after a checkpoint resumes from the one before.
     """
     run = experiment_dir(results, name)
-    files = [f for c in checkpoints(results, name) for f in c.rglob("*") if f.is_file()]
-    states = list(run.glob("experiment_state-*.json")) if run else []
-    if not files or not states:
-        return False
-    return max(s.stat().st_mtime for s in states) > max(f.stat().st_mtime for f in files)
+    return bool(run) and any(s.stat().st_mtime > since for s in run.glob("experiment_state-*.json"))
 
 
 # ---------------------------------------------------------------- secrets and Chromium

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 
 import pytest
 from cluster_support import (
@@ -24,7 +25,7 @@ from cluster_support import (
     screenshot,
     secret_of,
     state,
-    state_covers_checkpoints,
+    state_saved_since,
     trial_dirs,
     trial_results,
 )
@@ -170,8 +171,9 @@ def driver_fault(cluster, results, worker_fault):
         "the second trial's first checkpoint",
         0.5,
     )
+    seen = time.time()
     cluster.wait(
-        lambda: state_covers_checkpoints(results, "cluster-resume"), 60, "Tune's state to record it", 0.2
+        lambda: state_saved_since(results, "cluster-resume", seen), 60, "Tune's state to record it", 0.2
     )
     # The Job pod dies with `ray job submit`; the driver itself runs on the head, so stop it too.
     cluster.kill_pod(job.pod)
