@@ -163,7 +163,9 @@ def plot(scenario: str, variants: dict[str, list[dict]]) -> Path:
 
     keys = ["return"] if scenario in ("simple_spread", "simple_speaker_listener") else None
     if keys is None:
-        keys = sorted({k for trials in variants.values() for k in trials[0]["curve"] if k.startswith("team/")})
+        keys = sorted(
+            {k for trials in variants.values() for k in trials[0]["curve"] if k.startswith("team/")}
+        )
     fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 4), squeeze=False)
     for ax, key in zip(axes[0], keys, strict=True):
         for variant, trials in variants.items():
@@ -215,7 +217,10 @@ def claims(results: dict[str, dict[str, list[dict]]]) -> list[tuple[str, str, st
         return mean_metric(results[scenario][variant], key)[0]
 
     if {"MADDPG", "DDPG"} <= set(results.get("simple_spread", {})):
-        d = (m("simple_spread", "MADDPG", "landmark_distance"), m("simple_spread", "DDPG", "landmark_distance"))
+        d = (
+            m("simple_spread", "MADDPG", "landmark_distance"),
+            m("simple_spread", "DDPG", "landmark_distance"),
+        )
         c = (m("simple_spread", "MADDPG", "collisions"), m("simple_spread", "DDPG", "collisions"))
         rows.append(
             (
@@ -267,7 +272,9 @@ def report(results: dict[str, dict[str, list[dict]]]) -> str:
     for scenario, variants in results.items():
         columns = COLUMNS[scenario]
         lines += [f"### {scenario}", "", f"![{scenario}](img/reproduce-{scenario}.png)", ""]
-        lines.append("| variant | seeds | env steps | " + " | ".join(c for c, _ in columns) + " | steps/s | wall |")
+        lines.append(
+            "| variant | seeds | env steps | " + " | ".join(c for c, _ in columns) + " | steps/s | wall |"
+        )
         lines.append("|---" * (len(columns) + 5) + "|")
         for variant, trials in variants.items():
             cells = [f"{mean:.3f} ± {std:.3f}" for mean, std in (mean_metric(trials, k) for _, k in columns)]
@@ -276,7 +283,9 @@ def report(results: dict[str, dict[str, list[dict]]]) -> str:
             steps = int(min(t["env_steps"] for t in trials))
             seeds = ",".join(str(t["seed"]) for t in trials)
             lines.append(
-                f"| {variant} | {seeds} | {steps:,} | " + " | ".join(cells) + f" | {rate:,.0f} | {wall / 60:.0f} min |"
+                f"| {variant} | {seeds} | {steps:,} | "
+                + " | ".join(cells)
+                + f" | {rate:,.0f} | {wall / 60:.0f} min |"
             )
         lines.append("")
     rows = claims(results)
@@ -291,7 +300,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=sorted(STUDY), help="scenarios to run (default: all)")
     parser.add_argument("--steps", type=int, help="env steps per trial (default: the paper's 1.5M)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="seeds per variant (default: 0 1)")
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=[0, 1], help="seeds per variant (default: 0 1)"
+    )
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="trials side by side")
     parser.add_argument("--results-dir", type=Path, default=ROOT / "results" / "reproduce")
     parser.add_argument("--report-only", action="store_true", help="only rebuild tables and plots")

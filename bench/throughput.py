@@ -61,13 +61,24 @@ def raw_rate(seconds: float) -> float:
     return steps / (time.perf_counter() - start)
 
 
-def sampling_rate(seconds: float, num_envs: int) -> float:
-    runner = JointEnvRunner(config=config(0, num_envs))
-    runner.sample()
+def sampling_rate(seconds: float, runner: JointEnvRunner) -> float:
     steps, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         steps += len(runner.sample()["terminated"])
     return steps / (time.perf_counter() - start)
+
+
+def raw_and_sampling(seconds: float, num_envs: int, rounds: int = 5) -> tuple[float, float, list[float]]:
+    """Median raw and sampling rates, measured in alternating rounds so that both see the same
+    machine (a shared box drifts); also each round's sampling/raw ratio."""
+    runner = JointEnvRunner(config=config(0, num_envs))
+    runner.sample()
+    raws, samplings = [], []
+    for _ in range(rounds):
+        raws.append(raw_rate(seconds / rounds))
+        samplings.append(sampling_rate(seconds / rounds, runner))
+    ratios = [s / r for s, r in zip(samplings, raws, strict=True)]
+    return float(np.median(raws)), float(np.median(samplings)), ratios
 
 
 def learner_rate(seconds: float, updates_per_call: int = 10) -> float:
@@ -146,21 +157,24 @@ def main() -> None:
     torch.set_num_threads(1)
     cpus = os.cpu_count() or 1
     load_before = os.getloadavg()
-    raw = raw_rate(args.seconds)
-    sampling = sampling_rate(args.seconds, args.num_envs)
+    raw, sampling, sampling_ratios = raw_and_sampling(2 * args.seconds, args.num_envs)
     updates = learner_rate(args.seconds)
     connect(None)  # an embedded local Ray, with the CLI's retries on a saturated machine
     try:
+        # Each training rate is compared with the raw rate measured right after it.
         train = train_rate(args.seconds * 2, 1, args.num_envs)
+        train["raw_after"] = raw_rate(args.seconds / 2)
         scaling = []
         if not args.no_scaling:
             for n in runner_counts(cpus):
                 rate = train if n == 1 else train_rate(args.seconds, n, args.num_envs)
+                raw_after = rate.get("raw_after") or raw_rate(args.seconds / 2)
                 scaling.append(
                     {
                         "num_env_runners": n,
                         "train_steps_per_s": rate["train_steps_per_s"],
-                        "ratio_train_to_raw": rate["train_steps_per_s"] / raw,
+                        "raw_env_steps_per_s_after": raw_after,
+                        "ratio_train_to_raw": rate["train_steps_per_s"] / raw_after,
                     }
                 )
     finally:
@@ -179,8 +193,10 @@ def main() -> None:
         "train_steps_per_s": train["train_steps_per_s"],
         "learner_updates_per_s": updates,
         "learner_updates_per_s_in_training": train["learner_updates_per_s_in_training"],
-        "ratio_sampling_to_raw": sampling / raw,
-        "ratio_train_to_raw": train["train_steps_per_s"] / raw,
+        "ratio_sampling_to_raw": float(np.median(sampling_ratios)),
+        "ratio_sampling_to_raw_per_round": sampling_ratios,
+        "raw_env_steps_per_s_after_train": train["raw_after"],
+        "ratio_train_to_raw": train["train_steps_per_s"] / train["raw_after"],
         "updates_per_env_step": train["updates_per_env_step"],
         "scaling": scaling,
     }
@@ -192,12 +208,16 @@ def main() -> None:
     )
     rows = [
         ("raw mpe2 env (random actions)", f"{raw:,.0f} env steps/s", ""),
-        ("sampling (JointEnvRunner)", f"{sampling:,.0f} env steps/s", f"{sampling / raw:.2f}x raw"),
+        (
+            "sampling (JointEnvRunner)",
+            f"{sampling:,.0f} env steps/s",
+            f"{np.median(sampling_ratios):.2f}x raw (rounds: {', '.join(f'{r:.2f}' for r in sampling_ratios)})",
+        ),
         ("learner (batch 1024, all agents)", f"{updates:,.1f} updates/s", ""),
         (
             "training, 1 remote env runner",
             f"{train['train_steps_per_s']:,.0f} env steps/s",
-            f"{train['train_steps_per_s'] / raw:.2f}x raw",
+            f"{train['train_steps_per_s'] / train['raw_after']:.2f}x raw (measured right after)",
         ),
         ("realised replay ratio", f"{train['updates_per_env_step']:.4f} updates/env step", "configured 0.01"),
     ]

@@ -249,6 +249,13 @@ class JointActors:
         return x
 
     @torch.no_grad()
+    def forward_joint(self, obs: torch.Tensor) -> torch.Tensor:
+        """Homogeneous actors only: (N, B, obs_dim) in, (N, B, out_dim) raw outputs out."""
+        if not self.homogeneous:
+            raise ValueError("forward_joint needs actors of one shape; call the JointActors instead")
+        return self._forward_stacked(self._stacked[0], obs)
+
+    @torch.no_grad()
     def __call__(self, obs: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """``obs``: per-agent (B, obs_dim_i) tensors in agent order, or, for homogeneous actors,
         one (N, B, obs_dim) tensor. Returns each agent's raw actor output (logits or pre-``tanh``).

@@ -1,0 +1,65 @@
+"""The benchmark scripts' own logic: runner counts, and the reproduction's tables and claims."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+import reproduce  # noqa: E402
+from throughput import runner_counts  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    ("cpus", "counts"), [(1, [1]), (2, [1, 2]), (3, [1, 2, 3]), (8, [1, 2, 4, 8]), (12, [1, 2, 4, 8, 12])]
+)
+def test_scaling_goes_by_powers_of_two_up_to_the_cpu_count(cpus, counts):
+    assert runner_counts(cpus) == counts
+
+
+def trial(seed: int, metrics: dict, teams: dict | None = None, ret: float = -50.0) -> dict:
+    mean = lambda v: {"mean": v, "std": 0.0}  # noqa: E731
+    return {
+        "seed": seed,
+        "env_steps": 1000.0,
+        "steps_per_s": 500.0,
+        "experiment_wall_s": 120.0,
+        "evaluation": {
+            "return": mean(ret),
+            "teams": {k: mean(v) for k, v in (teams or {}).items()},
+            "metrics": {k: mean(v) for k, v in metrics.items()},
+        },
+        "curve": {"env_steps": [0.0, 1000.0], "return": [ret, ret]},
+    }
+
+
+def spread(distance: float, collisions: float) -> list[dict]:
+    metrics = {"landmark_distance": distance, "collisions": collisions, "landmarks_occupied": 1.0}
+    return [trial(0, metrics), trial(1, metrics)]
+
+
+def test_spread_claim_holds_only_when_maddpg_is_no_worse_on_both():
+    better = {"simple_spread": {"MADDPG": spread(0.4, 1.0), "DDPG": spread(0.5, 1.5)}}
+    worse = {"simple_spread": {"MADDPG": spread(0.4, 2.0), "DDPG": spread(0.5, 1.5)}}
+    assert reproduce.claims(better)[0][2] == "yes"
+    assert reproduce.claims(worse)[0][2] == "no"
+
+
+def test_speaker_listener_claim_needs_maddpg_to_reach_and_ddpg_not():
+    def sl(rate):
+        return [trial(0, {"target_reached": rate, "final_distance": 0.1})]
+
+    assert reproduce.claims({"simple_speaker_listener": {"MADDPG": sl(0.8), "DDPG": sl(0.2)}})[0][2] == "yes"
+    assert reproduce.claims({"simple_speaker_listener": {"MADDPG": sl(0.8), "DDPG": sl(0.6)}})[0][2] == "no"
+
+
+def test_report_has_a_row_per_variant_with_the_mean_over_seeds():
+    results = {"simple_spread": {"MADDPG": [trial(0, {"landmark_distance": 0.2, "collisions": 1.0,
+                                                       "landmarks_occupied": 1.0}),
+                                            trial(1, {"landmark_distance": 0.4, "collisions": 3.0,
+                                                      "landmarks_occupied": 2.0})]}}  # fmt: skip
+    table = reproduce.report(results)
+    (row,) = [line for line in table.splitlines() if line.startswith("| MADDPG")]
+    assert "| 0,1 | 1,000 |" in row
+    assert "0.300 ± 0.100" in row and "2.000 ± 1.000" in row
