@@ -85,7 +85,9 @@ def test_an_unreachable_head_before_submission_says_so(fake_ray):
 
 def test_any_other_traceback_keeps_its_whole_exception_message(fake_ray):
     # Ray's refused-token error spans lines, with the key words on the first.
-    message = "RuntimeError: Authentication failed: Forbidden: Invalid authentication token\\n\\nToken auth is on."
+    message = (
+        "RuntimeError: Authentication failed: Forbidden: Invalid authentication token\\n\\nToken auth is on."
+    )
     done = fake_ray("--", "true", err=traceback_ending(message), code=1)
     assert done.returncode == 1
     assert done.stderr.strip() == (
