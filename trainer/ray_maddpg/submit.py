@@ -93,13 +93,22 @@ def main(args: list[str]) -> int:
     reader = threading.Thread(target=forward_stdout, daemon=True)
     reader.start()
     traceback: list[str] = []
-    for line in process.stderr:
-        if traceback or line.startswith(TRACEBACK):
-            traceback.append(line)
-        else:
-            sys.stderr.write(line)
-            sys.stderr.flush()
-    code = process.wait()
+    try:
+        for line in process.stderr:
+            if traceback or line.startswith(TRACEBACK):
+                traceback.append(line)
+            else:
+                sys.stderr.write(line)
+                sys.stderr.flush()
+        code = process.wait()
+    except KeyboardInterrupt:
+        # Ctrl-C reached `ray job submit` too: it stops following, and the job runs on.
+        process.wait()
+        print(
+            "ray-maddpg submit: interrupted; the job keeps running (`ray job logs -f`, `ray job stop`)",
+            file=sys.stderr,
+        )
+        return 130
     reader.join()
     if traceback and code == 0:
         sys.stderr.writelines(traceback)
