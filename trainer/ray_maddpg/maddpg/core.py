@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -64,15 +65,22 @@ def onehot_argmax(logits: torch.Tensor) -> torch.Tensor:
     return F.one_hot(logits.argmax(dim=-1), logits.shape[-1]).to(logits.dtype)
 
 
+def gumbel_noise(logits: torch.Tensor, rng: np.random.Generator | None = None) -> torch.Tensor:
+    """Gumbel(0, 1) noise shaped like ``logits``; from ``rng`` when given (one numpy call, cheaper
+    than torch's few small ops where that fixed cost dominates, as in an env runner's loop)."""
+    if rng is not None:
+        return torch.from_numpy(rng.gumbel(size=tuple(logits.shape)).astype(np.float32))
+    uniform = torch.rand_like(logits).clamp_(1e-10, 1.0 - 1e-10)
+    return -torch.log(-torch.log(uniform))
+
+
 def gumbel_softmax(logits: torch.Tensor, temperature: float = 1.0, hard: bool = False) -> torch.Tensor:
     """A relaxed one-hot sample: softmax((logits + g) / T), g ~ Gumbel(0, 1); differentiable in logits.
 
     ``hard=True`` returns the exact one-hot of that sample in the forward pass and the relaxed
     sample's gradient in the backward pass (straight-through).
     """
-    uniform = torch.rand_like(logits).clamp_(1e-10, 1.0 - 1e-10)
-    gumbel = -torch.log(-torch.log(uniform))
-    soft = F.softmax((logits + gumbel) / temperature, dim=-1)
+    soft = F.softmax((logits + gumbel_noise(logits)) / temperature, dim=-1)
     if not hard:
         return soft
     return onehot_argmax(soft) - soft.detach() + soft
@@ -108,11 +116,19 @@ def target_policy_smoothing(action: torch.Tensor, noise_std: float, noise_clip: 
 
 
 def exploration_action(
-    actor_out: torch.Tensor, discrete: bool, *, noise_std: float = 0.1, temperature: float = 1.0
+    actor_out: torch.Tensor,
+    discrete: bool,
+    *,
+    noise_std: float = 0.1,
+    rng: np.random.Generator | None = None,
 ) -> torch.Tensor:
-    """The action to execute while collecting data: a sampled one-hot, or ``tanh`` plus noise."""
+    """The action to execute while collecting data: a sampled one-hot, or ``tanh`` plus noise.
+
+    The one-hot of a Gumbel-softmax sample is the one-hot of argmax(logits + Gumbel noise) at any
+    temperature, so no softmax is needed; ``rng`` draws that noise with numpy.
+    """
     if discrete:
-        return onehot_argmax(gumbel_softmax(actor_out, temperature))
+        return onehot_argmax(actor_out + gumbel_noise(actor_out, rng))
     return add_exploration_noise(squash(actor_out), noise_std)
 
 

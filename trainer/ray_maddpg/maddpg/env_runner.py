@@ -243,7 +243,7 @@ class JointEnvRunner(EnvRunner, Checkpointable):
         if random_actions:
             n_envs = obs[0].shape[0]
             outs = [torch.randn(n_envs, self.layout["act_dims"][a]) for a in self.agents]
-        elif self._actors.homogeneous:
+        elif self._actors.homogeneous and self._uniform_actions:
             # One (N, B, obs) tensor in, one (N, B, A) out: no per-agent split and re-stack.
             outs = self._actors.forward_joint(torch.from_numpy(np.stack(obs)))
         else:
@@ -253,26 +253,17 @@ class JointEnvRunner(EnvRunner, Checkpointable):
             outs = [outs if isinstance(outs, torch.Tensor) else torch.stack(outs)]
         kinds = self.discrete[: len(outs)]
         if explore:
-            acts = [self._explore(out, disc, sigma) for out, disc in zip(outs, kinds, strict=True)]
+            acts = [
+                core.exploration_action(out, disc, noise_std=sigma, rng=self._noise_rng)
+                for out, disc in zip(outs, kinds, strict=True)
+            ]
         else:
             acts = [
                 core.actor_action(out, disc, stochastic=False) for out, disc in zip(outs, kinds, strict=True)
             ]
-        acts = [a if isinstance(a, np.ndarray) else a.numpy() for a in acts]
-        return list(acts[0]) if self._uniform_actions else acts
-
-    def _explore(self, out: torch.Tensor, discrete: bool, sigma: float) -> np.ndarray | torch.Tensor:
-        """``core.exploration_action``; discrete actions take a cheaper route to the same sample.
-
-        The one-hot of a Gumbel-softmax sample is the one-hot of argmax(logits + Gumbel noise)
-        at any temperature, so one numpy draw replaces the half-dozen small torch ops (whose
-        fixed cost dominates at these sizes).
-        """
-        if not discrete:
-            return core.exploration_action(out, False, noise_std=sigma)
-        logits = out.numpy()
-        choice = (logits + self._noise_rng.gumbel(size=logits.shape)).argmax(-1)
-        return np.eye(logits.shape[-1], dtype=np.float32)[choice]
+        if self._uniform_actions:
+            return list(acts[0].numpy())
+        return [a.numpy() for a in acts]
 
     # --- metrics with RLlib's standard keys ---
 
