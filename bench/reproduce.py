@@ -103,15 +103,15 @@ def train(scenario: str, variant: str, overrides: dict, args: argparse.Namespace
     return runs[-1], wall
 
 
-def read_curve(progress: Path) -> dict[str, list[float]]:
+def read_curve(progress: Path) -> tuple[dict[str, list[float]], float]:
+    """The learning curves in a trial's progress.csv, and the trial's total training time."""
     with progress.open() as f:
         rows = [r for r in csv.DictReader(f) if r.get(RETURN) not in (None, "")]
     curve = {"env_steps": [float(r[STEPS]) for r in rows], "return": [float(r[RETURN]) for r in rows]}
     for key in rows[0] if rows else []:
         if key.startswith(TEAM_RETURN):
             curve[f"team/{key.removeprefix(TEAM_RETURN)}"] = [float(r[key] or "nan") for r in rows]
-    curve["time_total_s"] = [float(rows[-1]["time_total_s"])] if rows else [0.0]
-    return curve
+    return curve, float(rows[-1]["time_total_s"]) if rows else 0.0
 
 
 def summarize_run(run_dir: Path, wall: float) -> list[dict]:
@@ -120,10 +120,9 @@ def summarize_run(run_dir: Path, wall: float) -> list[dict]:
     trials = []
     for trial in sorted(p for p in run_dir.iterdir() if (p / "progress.csv").exists()):
         seed = json.loads((trial / "params.json").read_text())["seed"]
-        curve = read_curve(trial / "progress.csv")
+        curve, seconds = read_curve(trial / "progress.csv")
         policy = load_checked_policy(trial)
         evaluation = run_episodes(policy, EVAL_EPISODES, EVAL_SEED).summary()
-        seconds = curve.pop("time_total_s")[0]
         trials.append(
             {
                 "seed": seed,
@@ -161,8 +160,9 @@ def plot(scenario: str, variants: dict[str, list[dict]]) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = ["return"] if scenario in ("simple_spread", "simple_speaker_listener") else None
-    if keys is None:
+    if scenario in ("simple_spread", "simple_speaker_listener"):
+        keys = ["return"]
+    else:  # competitive: one panel per team
         keys = sorted(
             {k for trials in variants.values() for k in trials[0]["curve"] if k.startswith("team/")}
         )
