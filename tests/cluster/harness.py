@@ -286,12 +286,6 @@ class Cluster:
 
     def start(self, *, first_component: str = "head", timeout: float = 300) -> Cluster:
         """Create the network and start every Deployment's pods (Jobs start with ``run_job``)."""
-        hidden = [d for d in ("/tmp", IMAGE_HOME) if VENV_BIN.is_relative_to(d)]
-        if hidden:
-            raise RuntimeError(
-                f"the checkout's venv {VENV_BIN} is under {hidden[0]}, which every pod mounts over with "
-                "its own emptyDir, so no container would find ray or jupyter: clone the repo elsewhere"
-            )
         cleanup_leftovers()
         RUN_ROOT.mkdir(parents=True, exist_ok=True)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -715,6 +709,16 @@ class Cluster:
             lines.append(f"{make}; mount --bind {q(str(mount.source))} {dest}")
             if mount.read_only:
                 lines.append(f"mount -o remount,bind,ro {dest}")
+        covering = [m.path for m in container.spec.get("_mounts", []) if REPO.is_relative_to(m.path)]
+        if covering or (REPO.is_relative_to("/tmp") and not security.get("readOnlyRootFilesystem")):
+            # A checkout under /tmp or HOME would vanish under the pod's own volumes, and with it the
+            # venv that stands in for the image: lay it back on top, writable but discarded as elsewhere.
+            lines += [
+                'mkdir "$S/repo-upper" "$S/repo-work"',
+                f'mkdir -p "$R"{q(str(REPO))}',
+                f'mount -t overlay overlay -o "lowerdir={REPO},upperdir=$S/repo-upper,workdir=$S/repo-work" '
+                f'"$R"{q(str(REPO))}',
+            ]
         if security.get("readOnlyRootFilesystem"):
             lines.append('mount -o remount,bind,ro "$R"')
         user = ["--userspec", f"{uid}:{gid}"] if uid is not None else []
