@@ -696,9 +696,11 @@ class Cluster:
             'chmod 755 "$R/root"',
             f'mkdir -p "$R"{q(IMAGE_HOME)} "$R"{q(workdir)}',
         ]
+        mounted_over: list[str] = []  # where the container sees something other than this machine
         if not security.get("readOnlyRootFilesystem"):
             # The container's own /tmp, kept on this machine so that Ray's logs survive a crash.
             lines.append(f'mount --bind {q(str(tmp))} "$R/tmp"')
+            mounted_over.append("/tmp")
         if uid is not None:
             lines.append(f'chown {uid}:{gid} "$R"{q(IMAGE_HOME)}')
         for mount in container.spec.get("_mounts", []):
@@ -707,10 +709,10 @@ class Cluster:
                 f"mkdir -p {dest}" if mount.source.is_dir() else f"mkdir -p $(dirname {dest}); touch {dest}"
             )
             lines.append(f"{make}; mount --bind {q(str(mount.source))} {dest}")
+            mounted_over.append(mount.path)
             if mount.read_only:
                 lines.append(f"mount -o remount,bind,ro {dest}")
-        covering = [m.path for m in container.spec.get("_mounts", []) if REPO.is_relative_to(m.path)]
-        if covering or (REPO.is_relative_to("/tmp") and not security.get("readOnlyRootFilesystem")):
+        if any(REPO.is_relative_to(path) for path in mounted_over):
             # A checkout under /tmp or HOME would vanish under the pod's own volumes, and with it the
             # venv that stands in for the image: lay it back on top, writable but discarded as elsewhere.
             lines += [

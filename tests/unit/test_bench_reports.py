@@ -55,10 +55,9 @@ def test_speaker_listener_claim_needs_maddpg_to_reach_and_ddpg_not():
 
 
 def test_report_has_a_row_per_variant_with_the_mean_over_seeds():
-    results = {"simple_spread": {"MADDPG": [trial(0, {"landmark_distance": 0.2, "collisions": 1.0,
-                                                       "landmarks_occupied": 1.0}),
-                                            trial(1, {"landmark_distance": 0.4, "collisions": 3.0,
-                                                      "landmarks_occupied": 2.0})]}}  # fmt: skip
+    seed0 = {"landmark_distance": 0.2, "collisions": 1.0, "landmarks_occupied": 1.0}
+    seed1 = {"landmark_distance": 0.4, "collisions": 3.0, "landmarks_occupied": 2.0}
+    results = {"simple_spread": {"MADDPG": [trial(0, seed0), trial(1, seed1)]}}
     table = reproduce.report(results)
     (row,) = [line for line in table.splitlines() if line.startswith("| MADDPG")]
     assert "| 0,1 | 1,000 |" in row
