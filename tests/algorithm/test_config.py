@@ -31,12 +31,16 @@ PAPER = {
     "exploration_noise_final": None,
     "exploration_anneal_steps": 0,
     "gumbel_temperature": 1.0,
+    "action_relaxation": None,
+    "sequential_update": True,
     "share_parameters": False,
     "store_buffer_in_checkpoints": False,
 }
 
 
 def test_defaults_are_the_papers_settings():
+    """The paper's (openai/maddpg's) settings; its discrete actions are one-hots here
+    (``action_relaxation: null`` = straight_through), and the critic steps before the actor."""
     config = MADDPGConfig()
     assert {name: getattr(config, name) for name in PAPER} == PAPER
 

@@ -103,25 +103,63 @@ def test_actor_update_reaches_actor_weights_through_the_centralized_critic():
     actor, critic = core.MLP(3, 4), core.MLP(3 + 3 + 4 + 4, 1)
     obs = [torch.randn(8, 3), torch.randn(8, 3)]
     logits = actor(obs[0])
-    actions = [core.actor_action(logits, discrete=True), torch.eye(4)[torch.randint(4, (8,))]]
+    actions = [core.ActionRule("straight_through").policy(logits), torch.eye(4)[torch.randint(4, (8,))]]
     core.actor_loss(critic(core.centralized_critic_input(obs, actions)).squeeze(-1), logits).backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in actor.parameters())
 
 
 def test_greedy_discrete_action_is_the_argmax_one_hot():
-    action = core.actor_action(torch.tensor([[0.1, 2.0, -1.0]]), discrete=True, stochastic=False)
+    action = core.ActionRule("straight_through").greedy(torch.tensor([[0.1, 2.0, -1.0]]))
     assert torch.equal(action, torch.tensor([[0.0, 1.0, 0.0]]))
 
 
 def test_discrete_exploration_action_is_a_one_hot():
-    action = core.exploration_action(torch.randn(32, 5), discrete=True)
+    action = core.ActionRule("straight_through").explore(torch.randn(32, 5))
     assert torch.equal(action.sum(-1), torch.ones(32))
 
 
 def test_continuous_actions_are_squashed_into_minus_one_to_one():
-    action = core.actor_action(torch.tensor([-100.0, -0.5, 0.0, 0.5, 100.0]), discrete=False)
-    assert torch.all(action.abs() <= 1.0)
-    assert torch.allclose(action, torch.tanh(torch.tensor([-100.0, -0.5, 0.0, 0.5, 100.0])))
+    raw = torch.tensor([-100.0, -0.5, 0.0, 0.5, 100.0])
+    for action in (core.ActionRule("tanh").greedy(raw), core.ActionRule("tanh").policy(raw)):
+        assert torch.allclose(action, torch.tanh(raw))
+
+
+def _is_one_hot(x: torch.Tensor) -> bool:
+    return bool(torch.equal(x.sum(-1), torch.ones(x.shape[:-1])) and set(x.unique().tolist()) <= {0.0, 1.0})
+
+
+def _is_interior_simplex_point(x: torch.Tensor) -> bool:
+    return bool(torch.allclose(x.sum(-1), torch.ones(x.shape[:-1])) and (x > 0).all() and (x < 1).all())
+
+
+def test_straight_through_rule_uses_one_hots_everywhere_and_its_actor_loss_has_gradients():
+    rule, logits = core.ActionRule("straight_through"), torch.randn(64, 5, requires_grad=True)
+    assert _is_one_hot(rule.explore(logits.detach())) and _is_one_hot(rule.target(logits.detach()))
+    policy_action = rule.policy(logits)
+    assert _is_one_hot(policy_action.detach())
+    (policy_action * torch.arange(5.0)).sum().backward()
+    assert logits.grad.abs().sum() > 0
+    assert torch.equal(rule.target(logits.detach()), core.onehot_argmax(logits.detach()))
+
+
+def test_simplex_rule_uses_soft_vectors_everywhere_and_sends_them_to_the_env_unchanged():
+    rule, logits = core.ActionRule("simplex", temperature=1.0), torch.randn(64, 5)
+    for action in (rule.explore(logits), rule.target(logits), rule.policy(logits), rule.greedy(logits)):
+        assert _is_interior_simplex_point(action)
+    p = rule.explore(logits)
+    env_action = rule.to_env(p)  # MPEMultiAgentEnv maps [-1, 1] to mpe2's [0, 1]: (a + 1) / 2
+    torch.testing.assert_close((env_action.clamp(-1, 1) + 1) / 2, p)
+
+
+def test_mixed_ablation_executes_one_hots_but_trains_on_soft_vectors():
+    rule, logits = core.ActionRule("mixed"), torch.randn(64, 5)
+    assert _is_one_hot(rule.explore(logits))
+    assert _is_interior_simplex_point(rule.target(logits)) and _is_interior_simplex_point(rule.policy(logits))
+
+
+def test_an_unknown_action_rule_is_refused():
+    with pytest.raises(ValueError, match="unknown action rule 'soft'"):
+        core.ActionRule("soft")
 
 
 def test_exploration_noise_keeps_continuous_actions_in_range():

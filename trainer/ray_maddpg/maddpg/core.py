@@ -11,13 +11,15 @@ Environments") and openai/maddpg. For agent i with actor mu_i and critic Q_i:
 The TD3 tricks (MATD3) are opt-in: twin critics (``min`` in the target), target policy
 smoothing, and delayed actor updates (a schedule, so it lives in the learner).
 
-Action conventions: a discrete actor outputs logits and the critic sees a one-hot (relaxed by
-Gumbel-softmax while training); a continuous actor outputs ``tanh`` in [-1, 1].
+Action conventions: a discrete actor outputs logits, and ``ActionRule`` says which vector (a
+one-hot or a point of the simplex) is executed, stored, used in the target and in the actor
+loss; a continuous actor outputs ``tanh`` in [-1, 1].
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -91,17 +93,86 @@ def squash(raw: torch.Tensor) -> torch.Tensor:
     return torch.tanh(raw)
 
 
-def actor_action(
-    actor_out: torch.Tensor, discrete: bool, *, stochastic: bool = True, temperature: float = 1.0
-) -> torch.Tensor:
-    """The action a critic sees for an actor output (differentiable unless greedy-discrete).
+RELAXATIONS = ("straight_through", "simplex", "mixed")
+"""How a logits actor's actions are formed; see ``ActionRule``. ``tanh`` is the continuous rule."""
 
-    Discrete: a Gumbel-softmax sample (``stochastic``, as in the reference code for both the
-    actor loss and the target actions) or the greedy one-hot. Continuous: ``tanh``.
+
+@dataclass(frozen=True)
+class ActionRule:
+    """How one actor's raw output becomes an action, the same kind of vector everywhere.
+
+    The critic is only trustworthy at the kind of action it was trained on, so the action
+    executed and stored, the TD target's next action and the actor loss's action must agree:
+
+    ==================  ======================  ===================  =======================
+    rule                executed and stored     TD target (mu')      actor loss (mu)
+    ==================  ======================  ===================  =======================
+    straight_through    one-hot of a sample     one-hot of argmax    straight-through sample
+    simplex             softmax((l + g) / T)    softmax((l + g)/T)   softmax((l + g) / T)
+    mixed (ablation)    one-hot of a sample     softmax((l + g)/T)   softmax((l + g) / T)
+    tanh                tanh(x) + N(0, s)       tanh(x)              tanh(x)
+    ==================  ======================  ===================  =======================
+
+    ``straight_through`` is maddpg-pytorch's and EPyMARL's regime, ``simplex`` openai/maddpg's
+    (the env executes the soft vector, as mpe2's continuous actions do), ``mixed`` this project's
+    earlier combination, kept only as a named ablation. g ~ Gumbel(0, 1), T the temperature.
     """
-    if not discrete:
-        return squash(actor_out)
-    return gumbel_softmax(actor_out, temperature) if stochastic else onehot_argmax(actor_out)
+
+    kind: str = "straight_through"  # one of RELAXATIONS, or "tanh"
+    temperature: float = 1.0
+
+    def __post_init__(self):
+        if self.kind not in (*RELAXATIONS, "tanh"):
+            raise ValueError(
+                f"unknown action rule {self.kind!r}; allowed: {', '.join((*RELAXATIONS, 'tanh'))}"
+            )
+
+    @property
+    def one_hot(self) -> bool:
+        """Stored and executed actions are one-hots (the env takes their argmax)."""
+        return self.kind in ("straight_through", "mixed")
+
+    def explore(self, out: torch.Tensor, *, noise_std: float = 0.1, rng: np.random.Generator | None = None):
+        """The action executed and stored while collecting data.
+
+        The one-hot of a Gumbel-softmax sample is the one-hot of argmax(logits + g) at any
+        temperature, so no softmax is needed; ``rng`` draws that noise with numpy.
+        """
+        if self.kind == "tanh":
+            return add_exploration_noise(squash(out), noise_std)
+        if self.one_hot:
+            return onehot_argmax(out + gumbel_noise(out, rng))
+        return F.softmax((out + gumbel_noise(out, rng)) / self.temperature, dim=-1)
+
+    def greedy(self, out: torch.Tensor) -> torch.Tensor:
+        """The deterministic action, for evaluation: no noise."""
+        if self.kind == "tanh":
+            return squash(out)
+        if self.one_hot:
+            return onehot_argmax(out)
+        return F.softmax(out / self.temperature, dim=-1)
+
+    def target(self, out: torch.Tensor) -> torch.Tensor:
+        """The next action mu'(o') in the TD target (no gradient needed)."""
+        if self.kind == "tanh":
+            return squash(out)
+        if self.kind == "straight_through":
+            return onehot_argmax(out)
+        return gumbel_softmax(out, self.temperature)
+
+    def policy(self, out: torch.Tensor) -> torch.Tensor:
+        """mu(o) in the actor loss: differentiable in ``out``."""
+        if self.kind == "tanh":
+            return squash(out)
+        return gumbel_softmax(out, self.temperature, hard=self.kind == "straight_through")
+
+    def to_env(self, action: torch.Tensor | np.ndarray):
+        """A stored action as ``MPEMultiAgentEnv`` takes it: an index for one-hots, a [-1, 1]
+        vector otherwise (the env maps [-1, 1] to mpe2's [0, 1]; a simplex vector p is sent as
+        2p - 1, so mpe2 receives p itself)."""
+        if self.one_hot:
+            return action.argmax(-1)
+        return action if self.kind == "tanh" else 2.0 * action - 1.0
 
 
 def add_exploration_noise(action: torch.Tensor, std: float) -> torch.Tensor:
@@ -113,23 +184,6 @@ def target_policy_smoothing(action: torch.Tensor, noise_std: float, noise_clip: 
     """TD3: the target action plus clipped Gaussian noise, so Q' is smooth around mu'(o')."""
     noise = (noise_std * torch.randn_like(action)).clamp(-noise_clip, noise_clip)
     return (action + noise).clamp(-1.0, 1.0)
-
-
-def exploration_action(
-    actor_out: torch.Tensor,
-    discrete: bool,
-    *,
-    noise_std: float = 0.1,
-    rng: np.random.Generator | None = None,
-) -> torch.Tensor:
-    """The action to execute while collecting data: a sampled one-hot, or ``tanh`` plus noise.
-
-    The one-hot of a Gumbel-softmax sample is the one-hot of argmax(logits + Gumbel noise) at any
-    temperature, so no softmax is needed; ``rng`` draws that noise with numpy.
-    """
-    if discrete:
-        return onehot_argmax(actor_out + gumbel_noise(actor_out, rng))
-    return add_exploration_noise(squash(actor_out), noise_std)
 
 
 # --- critic inputs ---

@@ -87,8 +87,8 @@ class JointEnvRunner(EnvRunner, Checkpointable):
     """Steps a batch of envs; ``sample()`` returns joint transitions as numpy arrays.
 
     ``sample()`` returns a dict with ``obs``/``next_obs`` (one ``[T, obs_dim]`` array per
-    agent, sorted agent order), ``actions`` (one ``[T, act_dim]`` array per agent: one-hot
-    for discrete, [-1, 1] for continuous), ``rewards`` ``[T, n_agents]``, ``terminated`` and
+    agent, sorted agent order), ``actions`` (one ``[T, act_dim]`` array per agent, as the
+    module's ``core.ActionRule`` stores them: one-hot, simplex or [-1, 1]), ``rewards`` ``[T, n_agents]``, ``terminated`` and
     ``truncated`` ``[T]``. ``T = rollout_fragment_length * num_envs_per_env_runner``.
     """
 
@@ -115,15 +115,17 @@ class JointEnvRunner(EnvRunner, Checkpointable):
         self.env = [make_joint_env(self.config) for _ in range(self.num_envs)]
         self.layout = agent_layout(self.env[0])
         self.agents = self.layout["agents"]
-        self.discrete = [self.layout["discrete"][a] for a in self.agents]
-        act_kinds = {(self.layout["discrete"][a], self.layout["act_dims"][a]) for a in self.agents}
-        self._uniform_actions = len(act_kinds) == 1
         self._obs = None
 
     def make_module(self) -> None:
         spec = self.config.get_multi_rl_module_spec(inference_only=True)
         self.module = spec.build()
         self._module_of = self.config.agent_to_module(self.agents)
+        self._rules = [self.module[self._module_of[a]].action_rule for a in self.agents]
+        act_kinds = {
+            (rule, self.layout["act_dims"][a]) for rule, a in zip(self._rules, self.agents, strict=True)
+        }
+        self._uniform_actions = len(act_kinds) == 1
         self._build_actors()
 
     def _build_actors(self) -> None:
@@ -209,9 +211,7 @@ class JointEnvRunner(EnvRunner, Checkpointable):
             step_actions = self._act([o[t] for o in obs], explore, random_actions, sigma)
             for i in range(n_agents):
                 actions[i][t] = step_actions[i]
-            env_actions = [
-                a.argmax(-1) if disc else a for a, disc in zip(step_actions, self.discrete, strict=True)
-            ]
+            env_actions = [rule.to_env(a) for rule, a in zip(self._rules, step_actions, strict=True)]
             for e in range(n_envs):
                 o2, r, term, trunc = self.env[e].step_joint([a[e] for a in env_actions])
                 rewards[t, e] = r
@@ -251,16 +251,14 @@ class JointEnvRunner(EnvRunner, Checkpointable):
         if self._uniform_actions:
             # All agents alike: one exploration call for the stacked (N, B, A) outputs.
             outs = [outs if isinstance(outs, torch.Tensor) else torch.stack(outs)]
-        kinds = self.discrete[: len(outs)]
+        rules = self._rules[: len(outs)]
         if explore:
             acts = [
-                core.exploration_action(out, disc, noise_std=sigma, rng=self._noise_rng)
-                for out, disc in zip(outs, kinds, strict=True)
+                rule.explore(out, noise_std=sigma, rng=self._noise_rng)
+                for out, rule in zip(outs, rules, strict=True)
             ]
         else:
-            acts = [
-                core.actor_action(out, disc, stochastic=False) for out, disc in zip(outs, kinds, strict=True)
-            ]
+            acts = [rule.greedy(out) for out, rule in zip(outs, rules, strict=True)]
         if self._uniform_actions:
             return list(acts[0].numpy())
         return [a.numpy() for a in acts]

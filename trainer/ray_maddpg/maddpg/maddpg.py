@@ -31,6 +31,7 @@ from ray.rllib.utils.metrics import (
 
 from ray_maddpg.envs.mpe import register_mpe_env, team_of, teams_of
 from ray_maddpg.errors import ConfigError
+from ray_maddpg.maddpg.core import RELAXATIONS
 from ray_maddpg.maddpg.env_runner import JointEnvRunner, agent_layout, make_joint_env
 from ray_maddpg.maddpg.maddpg_rl_module import MADDPGTorchRLModule
 from ray_maddpg.maddpg.replay import JointReplayBuffer
@@ -67,6 +68,8 @@ class MADDPGConfig(AlgorithmConfig):
         "exploration_noise_final": (float, int, type(None)),
         "exploration_anneal_steps": (int,),
         "gumbel_temperature": (float, int),
+        "action_relaxation": (str, type(None)),
+        "sequential_update": (bool,),
         "share_parameters": (bool, dict),
         "store_buffer_in_checkpoints": (bool,),
     }
@@ -94,6 +97,11 @@ class MADDPGConfig(AlgorithmConfig):
         self.exploration_noise_final = None  # std after annealing (None: constant)
         self.exploration_anneal_steps = 0  # env steps of the linear annealing
         self.gumbel_temperature = 1.0  # Gumbel-softmax temperature (discrete actions)
+        # Which action vector is executed, stored, used in targets and in the actor loss
+        # (core.ActionRule): null = straight_through for discrete actions, tanh for continuous;
+        # "simplex" (the paper's soft vectors) needs env.continuous_actions: true.
+        self.action_relaxation = None
+        self.sequential_update = True  # critic step, then the actor against the updated critic
         self.share_parameters = False  # one module per team of homogeneous agents (bool or {team: bool})
         self.store_buffer_in_checkpoints = False  # include the replay buffer in checkpoints
 
@@ -127,6 +135,8 @@ class MADDPGConfig(AlgorithmConfig):
         exploration_noise_final=NotProvided,
         exploration_anneal_steps=NotProvided,
         gumbel_temperature=NotProvided,
+        action_relaxation=NotProvided,
+        sequential_update=NotProvided,
         share_parameters=NotProvided,
         store_buffer_in_checkpoints=NotProvided,
         **kwargs,
@@ -149,6 +159,13 @@ class MADDPGConfig(AlgorithmConfig):
     def shares(self, team: str) -> bool:
         return bool(self._per_team(self.share_parameters, team, False))
 
+    def action_rule_of(self, discrete: bool) -> str:
+        """The ``core.ActionRule`` kind of an agent whose env actions are discrete or not."""
+        relaxation = self.action_relaxation
+        if not discrete:
+            return "simplex" if relaxation == "simplex" else "tanh"
+        return relaxation or "straight_through"
+
     def agent_to_module(self, agents: list[str]) -> dict[str, str]:
         """Module id per agent: the agent id, or the team name when the team shares parameters."""
         return {aid: team_of(aid) if self.shares(team_of(aid)) else aid for aid in sorted(agents)}
@@ -160,7 +177,7 @@ class MADDPGConfig(AlgorithmConfig):
             layout = agent_layout(probe)
         finally:
             probe.close()
-        self._check_sharing(layout)
+        self._check_layout(layout)
         agents = layout["agents"]
         module_of = self.agent_to_module(agents)
         specs = {}
@@ -177,7 +194,8 @@ class MADDPGConfig(AlgorithmConfig):
                     "all_agents": agents,
                     "obs_dims": layout["obs_dims"],
                     "act_dims": layout["act_dims"],
-                    "discrete": layout["discrete"][first],
+                    "action_rule": self.action_rule_of(layout["discrete"][first]),
+                    "gumbel_temperature": self.gumbel_temperature,
                     "critic": self.critic_of(first),
                     "twin_q": self.twin_q,
                     "actor_hidden": list(self.actor_hidden),
@@ -186,9 +204,25 @@ class MADDPGConfig(AlgorithmConfig):
             )
         return MultiRLModuleSpec(rl_module_specs=specs)
 
-    def _check_sharing(self, layout: dict[str, Any]) -> None:
+    def _check_layout(self, layout: dict[str, Any]) -> None:
         teams = teams_of(layout["agents"])
         problems = []
+        discrete = set(layout["discrete"].values())
+        if self.action_relaxation == "simplex" and True in discrete:
+            problems.append(
+                (
+                    "algorithm.action_relaxation",
+                    "'simplex' executes soft vectors: set env.continuous_actions: true",
+                )
+            )
+        if self.action_relaxation in ("straight_through", "mixed") and False in discrete:
+            problems.append(
+                (
+                    "algorithm.action_relaxation",
+                    f"{self.action_relaxation!r} needs discrete actions: set env.continuous_actions: false "
+                    "(or use 'simplex' or null)",
+                )
+            )
         for name in ("critic", "share_parameters"):
             setting = getattr(self, name)
             if isinstance(setting, dict):
@@ -277,6 +311,17 @@ class MADDPGConfig(AlgorithmConfig):
                     "algorithm.share_parameters",
                     f"must be true/false or a dict team -> true/false (got {share!r})",
                 )
+            )
+        if self.action_relaxation is not None and self.action_relaxation not in RELAXATIONS:
+            problems.append(
+                (
+                    "algorithm.action_relaxation",
+                    f"must be null or one of {', '.join(RELAXATIONS)} (got {self.action_relaxation!r})",
+                )
+            )
+        if not isinstance(self.sequential_update, bool):
+            problems.append(
+                ("algorithm.sequential_update", f"must be true or false (got {self.sequential_update!r})")
             )
         if not isinstance(self.twin_q, bool):
             problems.append(("algorithm.twin_q", f"must be true or false (got {self.twin_q!r})"))

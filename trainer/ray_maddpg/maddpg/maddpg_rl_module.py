@@ -16,6 +16,7 @@ from ray.rllib.core.learner.utils import make_target_network
 from ray.rllib.core.rl_module.apis import InferenceOnlyAPI, TargetNetworkAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 
+from ray_maddpg.maddpg import core
 from ray_maddpg.maddpg.core import MLP, Critic
 
 
@@ -24,15 +25,15 @@ class MADDPGTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
 
     ``model_config`` keys: ``agents`` (the sorted agent ids this module serves),
     ``all_agents`` (every agent id, sorted), ``obs_dims`` / ``act_dims`` (per agent id),
-    ``discrete``, ``critic`` ("centralized" or "local"), ``twin_q``, ``actor_hidden``,
-    ``critic_hidden``.
+    ``action_rule`` and ``gumbel_temperature`` (``core.ActionRule``), ``critic``
+    ("centralized" or "local"), ``twin_q``, ``actor_hidden``, ``critic_hidden``.
     """
 
     def setup(self) -> None:
         cfg = self.model_config
         self.agents: list[str] = list(cfg["agents"])
         self.all_agents: list[str] = list(cfg["all_agents"])
-        self.discrete: bool = bool(cfg["discrete"])
+        self.action_rule = core.ActionRule(cfg["action_rule"], float(cfg["gumbel_temperature"]))
         self.critic_kind: str = cfg["critic"]
         self.twin_q: bool = bool(cfg["twin_q"])
         obs_dims, act_dims = cfg["obs_dims"], cfg["act_dims"]

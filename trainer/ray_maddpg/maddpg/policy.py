@@ -17,7 +17,6 @@ import torch
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 
 from ray_maddpg.errors import ConfigError
-from ray_maddpg.maddpg import core
 from ray_maddpg.maddpg.env_runner import agent_layout, make_joint_env
 
 CTOR_FILE = "class_and_ctor_args.pkl"
@@ -25,7 +24,7 @@ MODULE_DIR = Path("learner_group", "learner", "rl_module")
 
 
 class DeterministicPolicy:
-    """Every agent's actor, acting greedily: argmax for discrete actions, no noise for continuous."""
+    """Every agent's actor, acting greedily (``core.ActionRule.greedy``): no exploration noise."""
 
     def __init__(self, config: AlgorithmConfig, module):
         self.config = config
@@ -37,19 +36,20 @@ class DeterministicPolicy:
         finally:
             env.close()
         self.agent_ids: list[str] = layout["agents"]
-        self._discrete = layout["discrete"]
         module_of = config.agent_to_module(self.agent_ids)
         self._actors = {aid: module[module_of[aid]].actor for aid in self.agent_ids}
+        self._rules = {aid: module[module_of[aid]].action_rule for aid in self.agent_ids}
 
     @torch.no_grad()
     def act(self, obs: Mapping[str, np.ndarray]) -> dict[str, Any]:
-        """Actions for the agents in ``obs``: ``int`` (discrete) or a [-1, 1] array (continuous),
-        which is what ``MPEMultiAgentEnv.step`` takes."""
+        """Actions for the agents in ``obs``: ``int`` (one-hot rules) or a [-1, 1] array, which is
+        what ``MPEMultiAgentEnv.step`` takes."""
         actions = {}
         for aid, o in obs.items():
             out = self._actors[aid](torch.as_tensor(np.asarray(o, np.float32)).unsqueeze(0))[0]
-            action = core.actor_action(out, self._discrete[aid], stochastic=False)
-            actions[aid] = int(action.argmax()) if self._discrete[aid] else action.numpy()
+            rule = self._rules[aid]
+            env_action = rule.to_env(rule.greedy(out))
+            actions[aid] = int(env_action) if rule.one_hot else env_action.numpy()
         return actions
 
 

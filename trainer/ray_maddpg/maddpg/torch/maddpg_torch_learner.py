@@ -1,10 +1,14 @@
-"""The MADDPG TorchLearner: losses over all agents at once, one backward per loss.
+"""The MADDPG TorchLearner: every agent's critic and actor update, on one joint batch.
 
-``compute_losses`` sees every module's batch. The rows of all modules are aligned (row b
-of every module's batch is the same env step), so agent i's centralized critic can take
-every agent's observation and action. Each module's batch holds its agents along axis 1:
-``obs`` (B, k, obs_dim), ``actions`` (B, k, act_dim), ``rewards`` / ``terminateds``
-(B, k), with k = 1 unless the module is shared by a team.
+RLlib's default update computes all losses, then all gradients, then applies them, so the
+actor would follow the critic from before the same update. openai/maddpg trains the critic
+first and the actor against the updated critic; ``sequential_update`` (the default) does that,
+with one backward per loss and RLlib's own gradient clipping per optimizer in both phases.
+
+The rows of all modules' batches are aligned (row b of every module's batch is the same env
+step), so agent i's centralized critic can take every agent's observation and action. Each
+module's batch holds its agents along axis 1: ``obs`` (B, k, obs_dim), ``actions``
+(B, k, act_dim), ``rewards`` / ``terminateds`` (B, k), with k = 1 unless a team shares it.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Any
 import torch
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
-from ray.rllib.utils.typing import ModuleID, ParamDict, TensorType
+from ray.rllib.utils.typing import ModuleID, TensorType
 
 from ray_maddpg.maddpg import core
 
@@ -27,10 +31,7 @@ NUM_UPDATES = "maddpg_num_updates"
 class MADDPGTorchLearner(TorchLearner):
     def build(self) -> None:
         super().build()
-        # (module_id, "actor" | "critic") -> in-graph loss, consumed by compute_gradients.
-        self._temp_losses: dict[tuple[ModuleID, str], TensorType] = {}
         self._next_update = 0
-        self._update_actor = True
 
     def configure_optimizers_for_module(self, module_id: ModuleID, config=None) -> None:
         module = self._module[module_id]
@@ -52,23 +53,51 @@ class MADDPGTorchLearner(TorchLearner):
         # One `update()` call may hold several updates (one per minibatch); count them.
         self._next_update = timesteps.get(NUM_UPDATES, 0)
 
-    def compute_losses(self, *, fwd_out: dict[str, Any], batch: dict[str, Any]) -> dict[str, Any]:
-        """Split every module's batch into per-agent tensors (the joint view all critics
-        need), then let RLlib's per-module loop call ``compute_loss_for_module``."""
+    def _uncompiled_update(self, batch: dict[str, Any], **kwargs):
+        """One MADDPG update of every module: critics, actors, then the target networks."""
         cfg = self.config
         # TD3's delayed policy update: the actors (and all targets) move every
         # `policy_delay`-th update only.
-        self._update_actor = self._next_update % cfg.policy_delay == 0
+        update_actor = self._next_update % cfg.policy_delay == 0
+        joint = self._joint_view(batch)
+        critic_losses = {mid: self._critic_loss(mid, joint) for mid in batch}
+        actor_losses: dict[ModuleID, TensorType] = {}
+        if not cfg.sequential_update:
+            # RLlib's order: every gradient from the same (pre-update) networks, then all steps.
+            if update_actor:
+                actor_losses = {mid: self._actor_loss(mid, batch[mid], joint) for mid in batch}
+            grads = {**self._gradients(critic_losses, CRITIC), **self._gradients(actor_losses, ACTOR)}
+            self._apply(grads, {CRITIC: critic_losses, ACTOR: actor_losses})
+        else:
+            self._apply(self._gradients(critic_losses, CRITIC), {CRITIC: critic_losses})
+            if update_actor:
+                actor_losses = {mid: self._actor_loss(mid, batch[mid], joint) for mid in batch}
+                self._apply(self._gradients(actor_losses, ACTOR), {ACTOR: actor_losses})
+        # Polyak after every update (the reference code's schedule), and with TD3's
+        # delay only when the actors moved.
+        if update_actor:
+            for mid in self.module.keys():
+                for main, target in self.module[mid].unwrapped().get_target_network_pairs():
+                    core.soft_update(target, main, cfg.tau)
+        self._next_update += 1
+        loss_per_module = {mid: critic_losses[mid] + actor_losses.get(mid, 0.0) for mid in batch}
+        return {}, loss_per_module, {}
+
+    def compute_loss_for_module(self, *, module_id: ModuleID, config, batch, fwd_out) -> TensorType:
+        # A centralized critic needs every module's batch, and the actor step may need the
+        # updated critic, so one module's loss alone is never computed.
+        raise NotImplementedError("MADDPG computes its losses in `_uncompiled_update`")
+
+    def _joint_view(self, batch: dict[str, Any]) -> dict[str, dict[str, torch.Tensor]]:
+        """Per-agent tensors of the whole joint batch (what every centralized critic needs),
+        with each agent's next action from its target actor."""
         joint = {key: {} for key in ("obs", "actions", "next_obs", "next_actions", "rewards", "terminateds")}
+        cfg = self.config
         with torch.no_grad():
-            for mid in batch:
-                module, b = self.module[mid].unwrapped(), batch[mid]
-                next_act = core.actor_action(
-                    module.target_actor(b[Columns.NEXT_OBS]),
-                    module.discrete,
-                    temperature=cfg.gumbel_temperature,
-                )
-                if cfg.target_noise > 0 and not module.discrete:
+            for mid, b in batch.items():
+                module = self.module[mid].unwrapped()
+                next_act = module.action_rule.target(module.target_actor(b[Columns.NEXT_OBS]))
+                if cfg.target_noise > 0 and module.action_rule.kind == "tanh":
                     next_act = core.target_policy_smoothing(next_act, cfg.target_noise, cfg.target_noise_clip)
                 for j, aid in enumerate(module.agents):
                     joint["obs"][aid] = b[Columns.OBS][:, j]
@@ -77,47 +106,44 @@ class MADDPGTorchLearner(TorchLearner):
                     joint["next_actions"][aid] = next_act[:, j]
                     joint["rewards"][aid] = b[Columns.REWARDS][:, j]
                     joint["terminateds"][aid] = b[Columns.TERMINATEDS][:, j]
-        self._joint = joint
-        # Every module gets a (here empty) forward output, so RLlib's loop visits it.
-        return super().compute_losses(fwd_out={mid: fwd_out.get(mid, {}) for mid in batch}, batch=batch)
+        return joint
 
-    def compute_loss_for_module(
-        self, *, module_id: ModuleID, config, batch: dict[str, Any], fwd_out
-    ) -> TensorType:
-        """Critic and actor losses of every agent this module serves (paper eqs. 5-6)."""
-        module, joint = self.module[module_id].unwrapped(), self._joint
-        obs, actions = joint["obs"], joint["actions"]
-        critic_losses, actor_losses, q_means, target_means = [], [], [], []
-        policy_out = module.actor(batch[Columns.OBS]) if self._update_actor else None
+    def _critic_loss(self, module_id: ModuleID, joint: dict) -> TensorType:
+        """Mean TD loss of every agent this module serves (paper eq. 5)."""
+        module, cfg = self.module[module_id].unwrapped(), self.config
+        losses, q_means, target_means = [], [], []
         for j, aid in enumerate(module.agents):
             with torch.no_grad():
                 next_q = module.target_critic(
                     self._critic_input(module, j, joint["next_obs"], joint["next_actions"])
                 )
                 target = core.critic_target(
-                    joint["rewards"][aid], next_q, joint["terminateds"][aid], config.gamma
+                    joint["rewards"][aid], next_q, joint["terminateds"][aid], cfg.gamma
                 )
-            q = module.critic(self._critic_input(module, j, obs, actions))
-            critic_losses.append(core.critic_loss(q, target))
+            q = module.critic(self._critic_input(module, j, joint["obs"], joint["actions"]))
+            losses.append(core.critic_loss(q, target))
             q_means.append(q[0].mean())
             target_means.append(target.mean())
-            if policy_out is not None:
-                out = policy_out[:, j]
-                own = core.actor_action(out, module.discrete, temperature=config.gumbel_temperature)
-                # Agent i's action comes from its actor, the others' from the buffer.
-                q_pi = module.critic(self._critic_input(module, j, obs, {**actions, aid: own}))[0]
-                actor_losses.append(core.actor_loss(q_pi, out, config.actor_logit_penalty))
-        critic = torch.stack(critic_losses).mean()
-        self._temp_losses[(module_id, CRITIC)] = critic
-        self.metrics.log_value((module_id, "critic_loss"), critic, window=1)
+        loss = torch.stack(losses).mean()
+        self.metrics.log_value((module_id, "critic_loss"), loss, window=1)
         self.metrics.log_value((module_id, "q_mean"), torch.stack(q_means).mean(), window=1)
         self.metrics.log_value((module_id, "target_q_mean"), torch.stack(target_means).mean(), window=1)
-        if not actor_losses:
-            return critic
-        actor = torch.stack(actor_losses).mean()
-        self._temp_losses[(module_id, ACTOR)] = actor
-        self.metrics.log_value((module_id, "actor_loss"), actor, window=1)
-        return critic + actor
+        return loss
+
+    def _actor_loss(self, module_id: ModuleID, batch: dict[str, Any], joint: dict) -> TensorType:
+        """Mean policy loss of every agent this module serves (paper eq. 6): agent i's action
+        comes from its actor, the other agents' from the buffer."""
+        module, cfg = self.module[module_id].unwrapped(), self.config
+        policy_out = module.actor(batch[Columns.OBS])
+        losses = []
+        for j, aid in enumerate(module.agents):
+            out = policy_out[:, j]
+            actions = {**joint["actions"], aid: module.action_rule.policy(out)}
+            q_pi = module.critic(self._critic_input(module, j, joint["obs"], actions))[0]
+            losses.append(core.actor_loss(q_pi, out, cfg.actor_logit_penalty))
+        loss = torch.stack(losses).mean()
+        self.metrics.log_value((module_id, "actor_loss"), loss, window=1)
+        return loss
 
     def _critic_input(self, module, j: int, obs: dict, actions: dict) -> torch.Tensor:
         """Agent ``module.agents[j]``'s critic input: all agents (centralized) or its own (local)."""
@@ -134,33 +160,21 @@ class MADDPGTorchLearner(TorchLearner):
             x = torch.cat([x, agent_id], dim=-1)
         return x
 
-    def compute_gradients(self, loss_per_module: dict[ModuleID, TensorType], **kwargs) -> ParamDict:
-        """One backward per loss (as in SAC's learner): critic losses reach only critic
-        parameters and actor losses reach only actor parameters."""
-        for optim in self._optimizer_parameters:
-            optim.zero_grad(set_to_none=True)
+    def _gradients(self, losses: dict[ModuleID, TensorType], optimizer_name: str) -> dict:
+        """Each loss's gradients w.r.t. the parameters of ``optimizer_name`` ("actor" or
+        "critic") only, clipped per optimizer as RLlib does."""
         grads = {}
-        for (mid, name), loss in self._temp_losses.items():
-            optim = self.get_optimizer(mid, name)
-            params = self.filter_param_dict_for_optimizer(self._params, optim)
-            param_grads = torch.autograd.grad(loss, list(params.values()))
-            grads.update(zip(params.keys(), param_grads, strict=True))
-        self._temp_losses = {}
-        return grads
+        for mid, loss in losses.items():
+            params = self.filter_param_dict_for_optimizer(
+                self._params, self.get_optimizer(mid, optimizer_name)
+            )
+            grads.update(zip(params.keys(), torch.autograd.grad(loss, list(params.values())), strict=True))
+        return self.postprocess_gradients(grads)
 
-    def apply_gradients(self, gradients_dict: ParamDict) -> None:
-        # Step only the optimizers that got gradients (the actor's skip delayed updates).
-        for pid, grad in gradients_dict.items():
+    def _apply(self, grads: dict, stepped: dict[str, dict[ModuleID, TensorType]]) -> None:
+        """Step the optimizers named in ``stepped`` (optimizer name -> the modules it updates)."""
+        for pid, grad in grads.items():
             self._params[pid].grad = grad
-        for mid, names in self._module_optimizers.items():
-            for name in names:
-                optim = self.get_optimizer(mid, name)
-                if any(p.grad is not None for group in optim.param_groups for p in group["params"]):
-                    optim.step()
-        # Polyak after every update (the reference code's schedule), and with TD3's
-        # delay only when the actors moved.
-        if self._update_actor:
-            for mid in self.module.keys():
-                for main, target in self.module[mid].unwrapped().get_target_network_pairs():
-                    core.soft_update(target, main, self.config.tau)
-        self._next_update += 1
+        for optimizer_name, modules in stepped.items():
+            for mid in modules:
+                self.get_optimizer(mid, optimizer_name).step()
