@@ -1,0 +1,132 @@
+"""mpe2's particle scenarios as batched torch envs: ``num_envs`` worlds per object, any device.
+
+``make_batched_env("simple_spread", 1024, device="cuda")`` returns a ``BatchedMPEEnv`` whose
+dynamics, observations and rewards are mpe2's (tests/unit/test_batched_envs.py checks them
+against mpe2 step by step). Nothing here imports Ray or mpe2.
+
+Options are mpe2's constructor arguments. ``dynamic_rescaling`` only affects mpe2's renderer and
+is accepted and ignored; ``render_mode`` (other than None) and ``benchmark_data`` (other than
+False) are not supported: mpe2 stays the renderer and the source of benchmark infos.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import torch
+
+from ray_maddpg.envs.batched.env import BatchedMPEEnv
+from ray_maddpg.envs.batched.scenario import Scenario
+from ray_maddpg.envs.batched.simple import Simple
+from ray_maddpg.envs.batched.simple_adversary import SimpleAdversary
+from ray_maddpg.envs.batched.simple_crypto import SimpleCrypto
+from ray_maddpg.envs.batched.simple_push import SimplePush
+from ray_maddpg.envs.batched.simple_reference import SimpleReference
+from ray_maddpg.envs.batched.simple_speaker_listener import SimpleSpeakerListener
+from ray_maddpg.envs.batched.simple_spread import SimpleSpread
+from ray_maddpg.envs.batched.simple_tag import SimpleTag
+from ray_maddpg.envs.batched.simple_world_comm import SimpleWorldComm
+from ray_maddpg.errors import ConfigError
+
+SCENARIOS: dict[str, type[Scenario]] = {
+    "simple": Simple,
+    "simple_adversary": SimpleAdversary,
+    "simple_crypto": SimpleCrypto,
+    "simple_push": SimplePush,
+    "simple_reference": SimpleReference,
+    "simple_speaker_listener": SimpleSpeakerListener,
+    "simple_spread": SimpleSpread,
+    "simple_tag": SimpleTag,
+    "simple_world_comm": SimpleWorldComm,
+}
+
+# Options every scenario takes: the env's own, then the renderer's (accepted, no effect here).
+_ENV_OPTIONS = ("max_cycles", "continuous_actions")
+_IGNORED_OPTIONS = ("dynamic_rescaling",)
+# mpe2 options the batched envs support only at their default value.
+_DEFAULT_ONLY = {"render_mode": None, "benchmark_data": False}
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _non_negative_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+_CHECKS = {
+    "N": (_positive_int, "must be a positive integer"),
+    "num_good": (_positive_int, "must be a positive integer"),
+    "num_adversaries": (_positive_int, "must be a positive integer"),
+    "num_obstacles": (_non_negative_int, "must be an integer >= 0"),
+    "num_food": (_non_negative_int, "must be an integer >= 0"),
+    "num_forests": (_non_negative_int, "must be an integer >= 0"),
+    "max_cycles": (_positive_int, "must be a positive integer"),
+    "local_ratio": (
+        lambda v: isinstance(v, int | float) and not isinstance(v, bool) and 0.0 <= v <= 1.0,
+        "must be a number in [0, 1]",
+    ),
+    "num_agent_neighbors": (lambda v: v is None or _positive_int(v), "must be null or a positive integer"),
+    "num_landmark_neighbors": (lambda v: v is None or _positive_int(v), "must be null or a positive integer"),
+}
+
+
+def scenario_options(scenario: str) -> tuple[str, ...]:
+    """Every option ``make_batched_env`` accepts for a scenario (mpe2's ``raw_env`` arguments)."""
+    own = tuple(inspect.signature(SCENARIOS[scenario]).parameters)
+    return (*own, *_ENV_OPTIONS, *_IGNORED_OPTIONS, *_DEFAULT_ONLY)
+
+
+def _problems(scenario: str, options: dict[str, Any]) -> list[tuple[str, str]]:
+    allowed = scenario_options(scenario)
+    problems = []
+    for name, value in options.items():
+        field = f"env.{name}"
+        if name not in allowed:
+            problems.append((field, f"unknown option for {scenario}; allowed: {', '.join(sorted(allowed))}"))
+        elif name in _DEFAULT_ONLY and value != _DEFAULT_ONLY[name]:
+            problems.append(
+                (field, f"not supported by the batched envs (only {_DEFAULT_ONLY[name]!r}); use the mpe2 env")
+            )
+        elif name in _CHECKS and not _CHECKS[name][0](value):
+            problems.append((field, f"{_CHECKS[name][1]} (got {value!r})"))
+        elif name not in _CHECKS and not isinstance(value, bool):
+            problems.append((field, f"must be true or false (got {value!r})"))
+    if scenario == "simple_world_comm" and options.get("num_food", 1) == 0:
+        # mpe2's prey reward takes the distance to the nearest food, so it fails without any.
+        problems.append(("env.num_food", "must be >= 1 for simple_world_comm (the prey reward needs food)"))
+    return problems
+
+
+def make_batched_env(
+    scenario: str,
+    num_envs: int,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    seed: int | None = None,
+    **options: Any,
+) -> BatchedMPEEnv:
+    """Build ``num_envs`` envs of an mpe2 scenario; raises ``ConfigError`` listing every bad option."""
+    if scenario not in SCENARIOS:
+        raise ConfigError(
+            [("scenario", f"unknown scenario {scenario!r}; allowed: {', '.join(sorted(SCENARIOS))}")]
+        )
+    problems = _problems(scenario, options)
+    if not _positive_int(num_envs):
+        problems.append(("num_envs", f"must be a positive integer (got {num_envs!r})"))
+    if dtype not in (torch.float32, torch.float64):
+        problems.append(("dtype", f"must be torch.float32 or torch.float64 (got {dtype!r})"))
+    if problems:
+        raise ConfigError(problems)
+    env_options = {k: options.pop(k) for k in _ENV_OPTIONS if k in options}
+    for name in (*_IGNORED_OPTIONS, *_DEFAULT_ONLY):
+        options.pop(name, None)
+    return BatchedMPEEnv(
+        SCENARIOS[scenario](**options), num_envs, device=device, dtype=dtype, seed=seed, **env_options
+    )
+
+
+__all__ = ["SCENARIOS", "BatchedMPEEnv", "Scenario", "make_batched_env", "scenario_options"]
