@@ -48,8 +48,8 @@ reproduce: $(STAMP)
 	$(BIN)/python bench/reproduce.py $(REPRODUCE_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check trainer tests bench scripts image
-	$(BIN)/ruff format --check trainer tests bench scripts image
+	$(BIN)/ruff check trainer tests bench scripts image charts
+	$(BIN)/ruff format --check trainer tests bench scripts image charts
 
 chart-lint: $(STAMP)
 	$(BIN)/python scripts/chart_lint.py charts/ray-maddpg

@@ -101,6 +101,15 @@ def container(obj: dict, name: str) -> dict:
     return found[0]
 
 
+def mounted_file(obj: dict, c: dict, path: str) -> tuple[dict, str]:
+    """(volume, key) of the file at ``path`` in container ``c``: a key of a Secret or ConfigMap volume."""
+    volumes = {v["name"]: v for v in pod_spec(obj)["volumes"]}
+    for mount in c["volumeMounts"]:
+        if path.startswith(mount["mountPath"] + "/"):
+            return volumes[mount["name"]], path.removeprefix(mount["mountPath"] + "/")
+    raise AssertionError(f"{path} is not in a volume mounted in {c['name']}")
+
+
 def env_of(c: dict) -> dict[str, dict]:
     return {item["name"]: item for item in c.get("env", [])}
 

@@ -31,7 +31,7 @@ def test_every_object_validates_strictly_against_kubernetes_schemas(rendered, ku
 def test_every_values_set_renders_the_full_set_of_resources(rendered):
     kinds = sorted(obj["kind"] for obj in rendered.objects)
     assert kinds == sorted(
-        ["ConfigMap", "Deployment", "Deployment", "Job", "NetworkPolicy", "PersistentVolumeClaim",
+        ["ConfigMap", "ConfigMap", "Deployment", "Deployment", "Job", "NetworkPolicy", "PersistentVolumeClaim",
          "PodDisruptionBudget", "Pod", "Secret", "Secret", "Service", "Service", "Service", "ServiceAccount"]
     )  # fmt: skip
 
@@ -44,6 +44,18 @@ def test_each_template_file_renders_one_resource_kind_named_for_it(defaults):
         )
         assert template.endswith(kind), f"{obj['kind']} rendered from {template}.yaml"
     assert len({obj["__template__"] for obj in defaults.objects}) == len(defaults.objects)
+
+
+def test_templates_in_a_component_folder_render_that_components_objects_and_carry_its_name(defaults):
+    folders = {"head", "worker", "jupyter", "tensorboard", "experiment"}
+    seen = set()
+    for obj in defaults.objects:
+        folder, file = obj["__template__"].removeprefix("ray-maddpg/templates/").rpartition("/")[::2]
+        if folder in folders:
+            assert labels(obj)["app.kubernetes.io/component"] == folder, obj["__template__"]
+            assert file.startswith(folder + "-"), obj["__template__"]
+            seen.add(folder)
+    assert seen == folders
 
 
 def test_every_namespaced_object_is_in_the_release_namespace(rendered):

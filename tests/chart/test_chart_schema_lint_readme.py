@@ -27,6 +27,10 @@ BAD_VALUES = {
         {"tensorboard": {"service": {"nodePort": 32768}}},
         "at '/tensorboard/service/nodePort': maximum: got 32,768, want 32,767",
     ),
+    "a port above 65535": (
+        {"head": {"ports": {"dashboard": 70000}}},
+        "at '/head/ports/dashboard': maximum: got 70,000, want 65,535",
+    ),
     "a ray start flag the chart sets itself": (
         {"worker": {"rayStartParams": {"num-gpus": 2}}},
         "at '/worker/rayStartParams/num-gpus'",

@@ -242,6 +242,65 @@ def test_no_node_port_exposes_the_dashboard_in_any_example(rendered):
             assert {p["port"] for p in service["spec"]["ports"]} <= {8888, 6006}
 
 
+# ---------------------------------------------------------------- ports
+
+OTHER_PORTS = {
+    "head": {"ports": {"gcs": 7000, "dashboard": 9000, "client": 11000, "dashboardAgent": 53000}},
+    "worker": {"ports": {"dashboardAgent": 54000}},
+    "jupyter": {"containerPort": 9888},
+    "tensorboard": {"containerPort": 7006},
+}
+
+
+def test_head_listens_on_the_ports_from_values_and_its_service_serves_them():
+    rendered = render(OTHER_PORTS)
+    ray_head = container(rendered.get("Deployment", "head"), "ray-head")
+    for flag in ("--port=7000", "--dashboard-port=9000", "--ray-client-server-port=11000"):
+        assert flag in ray_head["command"]
+    assert "--dashboard-agent-listen-port=53000" in ray_head["command"]
+    served = {(p["name"], p["containerPort"]) for p in ray_head["ports"]}
+    assert served == {("gcs", 7000), ("dashboard", 9000), ("client", 11000)}
+    service = rendered.get("Service", "head")
+    assert [(p["name"], p["port"]) for p in service["spec"]["ports"]] == [
+        ("gcs", 7000),
+        ("dashboard", 9000),
+        ("client", 11000),
+    ]
+
+
+def test_workers_and_clients_reach_the_head_on_its_ports_from_values():
+    rendered = render(OTHER_PORTS)
+    worker = rendered.get("Deployment", "worker")
+    ray_worker = container(worker, "ray-worker")
+    assert "--address=ray-maddpg-head:7000" in ray_worker["command"]
+    assert "--dashboard-agent-listen-port=54000" in ray_worker["command"]
+    assert ray_worker["ports"] == [{"name": "agent", "containerPort": 54000}]
+    clients = [
+        container(worker, "wait-for-head"),
+        container(rendered.get("Job", "experiment"), "submit"),
+        container(rendered.get("Job", "experiment"), "wait-for-cluster"),
+        container(rendered.of_kind("Pod")[0], "check-cluster"),
+    ]
+    for client in clients:
+        assert env_of(client)["RAY_API_SERVER_ADDRESS"]["value"] == "http://ray-maddpg-head:9000", client[
+            "name"
+        ]
+    jupyter = container(rendered.get("Deployment", "head"), "jupyter")
+    assert env_of(jupyter)["RAY_API_SERVER_ADDRESS"]["value"] == "http://127.0.0.1:9000"
+    assert "port-forward svc/ray-maddpg-head 9000:9000" in rendered.texts["ray-maddpg/templates/NOTES.txt"]
+
+
+def test_sidecars_listen_on_their_container_ports_which_the_network_policy_opens():
+    rendered = render(OTHER_PORTS)
+    head = rendered.get("Deployment", "head")
+    assert "--port=9888" in container(head, "jupyter")["command"]
+    assert "--port=7006" in container(head, "tensorboard")["command"]
+    assert container(head, "jupyter")["ports"] == [{"name": "jupyter", "containerPort": 9888}]
+    assert container(head, "tensorboard")["ports"] == [{"name": "tensorboard", "containerPort": 7006}]
+    _, from_anywhere = rendered.of_kind("NetworkPolicy")[0]["spec"]["ingress"]
+    assert from_anywhere == {"ports": [{"port": 9888, "protocol": "TCP"}, {"port": 7006, "protocol": "TCP"}]}
+
+
 # ---------------------------------------------------------------- security
 
 
