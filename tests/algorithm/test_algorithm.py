@@ -55,6 +55,15 @@ def test_a_remote_env_runner_with_several_envs_trains_and_reports_episodes(algo)
     assert "actor_loss" in results[-1]["learners"]["adversary_0"]
 
 
+def test_maddpg_trains_with_the_batched_backend(algo):
+    a = algo(small_config(env_options={"backend": "batched"}).env_runners(num_envs_per_env_runner=16))
+    results = [a.train() for _ in range(3)]
+    assert results[-1]["env_runners"]["num_env_steps_sampled_lifetime"] == 3 * 50 * 16
+    assert results[-1]["num_learner_updates_lifetime"] > 0
+    assert "actor_loss" in results[-1]["learners"]["agent_0"]
+    assert np.isfinite(results[-1]["env_runners"]["episode_return_mean"])
+
+
 def _module_state(a):
     return a.learner_group.get_state()["learner"]["rl_module"]
 

@@ -91,6 +91,14 @@ def test_per_team_critic_is_checked_against_the_scenario_teams():
     assert "predator" in problems_of(bad)["algorithm.critic"]
 
 
+def test_env_backend_is_batched_or_mpe2_and_reaches_the_env_config():
+    experiment = validate_experiment(with_(env={"backend": "batched"}))
+    assert experiment.env_config == {"scenario": "simple_spread", "backend": "batched"}
+    message = problems_of(with_(env={"backend": "gpu"}))["env.backend"]
+    assert message == "must be one of mpe2, batched (got 'gpu')"
+    assert "env.render_mode" in problems_of(with_(env={"backend": "batched", "render_mode": "human"}))
+
+
 def test_each_grid_value_is_validated():
     bad = with_(algorithm={"actor_lr": {"grid_search": [0.01, -0.5]}})
     assert "-0.5" in problems_of(bad)["algorithm.actor_lr"]

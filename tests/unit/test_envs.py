@@ -214,6 +214,25 @@ def test_boolean_is_not_accepted_as_a_count():
         validate_env_config("simple_spread", {"N": True})
 
 
+def test_the_backend_option_is_checked_and_never_reaches_mpe2(monkeypatch):
+    module = importlib.import_module(SCENARIOS["simple"].module)
+    raw_env, seen = module.raw_env, []
+    monkeypatch.setattr(module, "raw_env", lambda **options: seen.append(options) or raw_env(**options))
+    MPEMultiAgentEnv({"scenario": "simple", "backend": "batched", "max_cycles": 5})
+    assert seen == [{"max_cycles": 5}]
+    with pytest.raises(ConfigError) as err:
+        validate_env_config("simple", {"backend": "jax"})
+    assert err.value.problems == [("env.backend", "must be one of mpe2, batched (got 'jax')")]
+
+
+def test_the_batched_backend_refuses_render_mode_since_mpe2_stays_the_renderer():
+    validate_env_config("simple", {"backend": "mpe2", "render_mode": "rgb_array"})
+    with pytest.raises(ConfigError) as err:
+        validate_env_config("simple", {"backend": "batched", "render_mode": "rgb_array"})
+    field, message = err.value.problems[0]
+    assert field == "env.render_mode" and "env.backend: mpe2" in message
+
+
 def test_env_built_from_rllib_env_config_validates_options():
     with pytest.raises(ConfigError):
         MPEMultiAgentEnv({"scenario": "simple_spread", "N": -1})

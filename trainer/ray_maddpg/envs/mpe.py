@@ -25,6 +25,16 @@ ENV_NAME = "mpe2"
 
 _RENDER_MODES = (None, "rgb_array", "human")
 
+BACKENDS = ("mpe2", "batched")
+"""What steps an env runner's envs (``env.backend``): mpe2 itself, one object per env, or the
+torch port in ``envs/batched``, all of a runner's envs as tensors. Evaluation and rendering
+always step mpe2."""
+DEFAULT_BACKEND = "mpe2"
+
+# mpe2 options the batched backend takes only at their default: mpe2 stays the renderer and
+# the source of benchmark infos.
+_MPE2_ONLY = {"render_mode": None, "benchmark_data": False}
+
 
 def _positive_int(value: Any) -> str | None:
     ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
@@ -128,7 +138,7 @@ SCENARIOS: dict[str, Scenario] = {
 
 
 def validate_env_config(scenario: Any, options: Mapping[str, Any], field_prefix: str = "env") -> dict:
-    """Check a scenario name and its options; return the options as a plain dict.
+    """Check a scenario name and its options (``backend`` among them); return them as a plain dict.
 
     Raises ``ConfigError`` listing every problem (unknown scenario, unknown option, bad value),
     each under its dotted field name, e.g. ``env.N``.
@@ -139,10 +149,12 @@ def validate_env_config(scenario: Any, options: Mapping[str, Any], field_prefix:
         allowed = ", ".join(sorted(SCENARIOS))
         problem = "is required" if scenario is None else f"unknown scenario {scenario!r}"
         raise ConfigError([(f"{prefix}scenario", f"{problem}; allowed: {allowed}")])
-    problems = []
+    problems = _backend_problems(options, prefix)
     for name, value in options.items():
+        if name == "backend":
+            continue
         if name not in spec.options:
-            allowed = ", ".join(sorted(spec.options))
+            allowed = ", ".join(sorted((*spec.options, "backend")))
             problems.append((f"{prefix}{name}", f"unknown option for {scenario}; allowed: {allowed}"))
             continue
         message = OPTION_CHECKS[name](value)
@@ -151,6 +163,23 @@ def validate_env_config(scenario: Any, options: Mapping[str, Any], field_prefix:
     if problems:
         raise ConfigError(problems)
     return dict(options)
+
+
+def _backend_problems(options: Mapping[str, Any], prefix: str) -> list[tuple[str, str]]:
+    backend = options.get("backend", DEFAULT_BACKEND)
+    if backend not in BACKENDS:
+        return [(f"{prefix}backend", f"must be one of {', '.join(BACKENDS)} (got {backend!r})")]
+    if backend != "batched":
+        return []
+    return [
+        (
+            f"{prefix}{name}",
+            f"is not supported with {prefix}backend: batched (got {value!r}), which neither renders "
+            f"nor reports benchmark data; set {prefix}backend: mpe2 (evaluate and render always step mpe2)",
+        )
+        for name, default in _MPE2_ONLY.items()
+        if (value := options.get(name, default)) != default
+    ]
 
 
 def team_of(agent_id: str) -> str:
@@ -186,6 +215,7 @@ class MPEMultiAgentEnv(MultiAgentEnv):
         config = dict(config or {})
         scenario = config.pop("scenario", None)
         validate_env_config(scenario, config)
+        config.pop("backend", None)  # the env runner's choice, not an mpe2 option
         super().__init__()
         self.scenario = scenario
         self.render_mode = config.get("render_mode")

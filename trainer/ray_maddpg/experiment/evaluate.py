@@ -55,6 +55,7 @@ def run_episodes(
     With ``render`` the rgb frames of every step (and each reset) are kept in ``frames``.
     """
     config = dict(env_config or policy.env_config)
+    config.pop("backend", None)  # evaluation and rendering always step mpe2
     if render:
         config["render_mode"] = "rgb_array"
     scenario = config.pop("scenario")

@@ -7,11 +7,17 @@ what RLlib's ``EnvRunnerGroup`` relies on (the EnvRunner API, ``get_state``/``se
 for weight sync, ``get_metrics`` with RLlib's standard keys, restarts) and steps
 ``num_envs_per_env_runner`` envs with ONE batched actor forward per step for every agent
 of every env (``core.JointActors``).
+
+``env_config["backend"]`` says what steps the envs: ``mpe2`` (one mpe2 env object per env,
+stepped in a loop) or ``batched`` (all of them as one ``envs.batched.BatchedMPEEnv``, stepped
+as tensors by ``BatchedRollout``). Both emit the same rows and log the same metrics.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -40,7 +46,8 @@ from ray.rllib.utils.metrics import (
     WEIGHTS_SEQ_NO,
 )
 
-from ray_maddpg.envs.mpe import ENV_NAME, MPEMultiAgentEnv
+from ray_maddpg.envs.batched import BatchedMPEEnv, make_batched_env
+from ray_maddpg.envs.mpe import DEFAULT_BACKEND, ENV_NAME, MPEMultiAgentEnv
 from ray_maddpg.errors import ConfigError
 from ray_maddpg.maddpg import core
 
@@ -59,6 +66,15 @@ def make_joint_env(config) -> Any:
     raise ConfigError(
         [("env", f"unknown env {env!r}; use {ENV_NAME!r} or an env class with reset_joint/step_joint")]
     )
+
+
+def env_backend(config) -> str:
+    """``env_config["backend"]``: ``mpe2`` or ``batched`` (mpe2's scenarios only); checked by the
+    env's option validation (``envs.mpe.validate_env_config``)."""
+    backend = (config.env_config or {}).get("backend", DEFAULT_BACKEND)
+    if backend == "batched" and config.env not in (None, ENV_NAME):
+        raise ConfigError([("env.backend", f"'batched' steps the {ENV_NAME!r} scenarios only")])
+    return backend
 
 
 def agent_layout(env) -> dict[str, Any]:
@@ -83,13 +99,103 @@ def exploration_sigma(config, env_steps: int) -> float:
     return start + frac * (final - start)
 
 
+def to_mpe_units(rule: core.ActionRule, action: torch.Tensor) -> torch.Tensor:
+    """A stored action as mpe2 itself reads it (``BatchedMPEEnv.step``): one-hot rows and simplex
+    vectors as they are, a ``tanh`` action in [-1, 1] mapped to [0, 1]."""
+    return (action + 1.0) * 0.5 if rule.kind == "tanh" else action
+
+
+@dataclass(frozen=True)
+class FinishedEpisodes:
+    """The episodes that ended during one rollout, one row each."""
+
+    returns: np.ndarray  # (k, n_agents) every agent's return
+    lengths: np.ndarray  # (k,) env steps
+    durations: np.ndarray  # (k,) seconds
+
+
+Policy = Callable[[list[torch.Tensor]], tuple[list[torch.Tensor], list[torch.Tensor]]]
+"""Every agent's (B, obs_dim) observations -> (actions as stored, actions in mpe2's units)."""
+
+
+class BatchedRollout:
+    """A runner's envs as one ``BatchedMPEEnv``, stepped as tensors with no loop over envs.
+
+    Per step: one policy call for every agent of every env, one env step, and one slice write
+    per output array. Envs whose episode ended are reset with ``reset_done`` after their true
+    next observations are recorded. Episode returns accumulate as (B, N) tensors.
+    """
+
+    def __init__(self, env: BatchedMPEEnv):
+        self.env = env
+        self._obs: list[torch.Tensor] | None = None
+
+    def _start(self) -> None:
+        n_envs, n_agents = self.env.num_envs, len(self.env.agents)
+        self._obs = self.env.reset()
+        self._ep_return = torch.zeros(n_envs, n_agents, dtype=torch.float64)
+        self._ep_len = torch.zeros(n_envs, dtype=torch.long)
+        self._ep_start = torch.full((n_envs,), time.perf_counter(), dtype=torch.float64)
+
+    @torch.no_grad()
+    def run(self, steps_per_env: int, policy: Policy) -> tuple[dict[str, Any], FinishedEpisodes]:
+        """``steps_per_env`` steps of every env: ``JointEnvRunner.sample``'s rows, and the episodes
+        that ended."""
+        if self._obs is None:
+            self._start()
+        env, n_envs, n_agents = self.env, self.env.num_envs, len(self.env.agents)
+        # Every agent's columns side by side; row t of each buffer holds step t of every env.
+        obs = torch.empty(steps_per_env, n_envs, sum(env.obs_dims))
+        next_obs = torch.empty_like(obs)
+        actions = torch.empty(steps_per_env, n_envs, sum(env.act_dims))
+        rewards = torch.empty(steps_per_env, n_envs, n_agents)
+        terminated = torch.empty(steps_per_env, n_envs, dtype=torch.bool)
+        truncated = torch.empty_like(terminated)
+        ended: list[tuple[torch.Tensor, ...]] = []
+
+        for t in range(steps_per_env):
+            torch.cat(self._obs, dim=1, out=obs[t])
+            stored, env_actions = policy(self._obs)
+            torch.cat(stored, dim=1, out=actions[t])
+            o2, r, term, trunc = env.step(env_actions)
+            torch.cat(o2, dim=1, out=next_obs[t])
+            rewards[t], terminated[t], truncated[t] = r, term, trunc
+            self._ep_return += r
+            self._ep_len += 1
+            done = term | trunc
+            if done.any():
+                now = time.perf_counter()
+                ended.append((self._ep_return[done], self._ep_len[done], now - self._ep_start[done]))
+                self._ep_return[done] = 0.0
+                self._ep_len[done] = 0
+                self._ep_start[done] = now
+                o2 = env.reset_done(done)
+            self._obs = o2
+
+        T = steps_per_env * n_envs
+        data = {
+            "obs": [o.numpy() for o in obs.view(T, -1).split(env.obs_dims, dim=1)],
+            "actions": [a.numpy() for a in actions.view(T, -1).split(env.act_dims, dim=1)],
+            "rewards": rewards.view(T, n_agents).numpy(),
+            "next_obs": [o.numpy() for o in next_obs.view(T, -1).split(env.obs_dims, dim=1)],
+            "terminated": terminated.view(T).numpy(),
+            "truncated": truncated.view(T).numpy(),
+        }
+        if not ended:
+            return data, FinishedEpisodes(np.empty((0, n_agents)), np.empty(0), np.empty(0))
+        return data, FinishedEpisodes(*(torch.cat(parts).numpy() for parts in zip(*ended, strict=True)))
+
+
 class JointEnvRunner(EnvRunner, Checkpointable):
     """Steps a batch of envs; ``sample()`` returns joint transitions as numpy arrays.
 
     ``sample()`` returns a dict with ``obs``/``next_obs`` (one ``[T, obs_dim]`` array per
     agent, sorted agent order), ``actions`` (one ``[T, act_dim]`` array per agent, as the
-    module's ``core.ActionRule`` stores them: one-hot, simplex or [-1, 1]), ``rewards`` ``[T, n_agents]``, ``terminated`` and
-    ``truncated`` ``[T]``. ``T = rollout_fragment_length * num_envs_per_env_runner``.
+    module's ``core.ActionRule`` stores them: one-hot, simplex or [-1, 1]), ``rewards``
+    ``[T, n_agents]``, ``terminated`` and ``truncated`` ``[T]``.
+    ``T = rollout_fragment_length * num_envs_per_env_runner``; row ``t * num_envs + e`` holds
+    env ``e`` at step ``t``. With ``env.backend: batched`` the envs are one ``BatchedMPEEnv``
+    (``BatchedRollout``), seeded with the runner's seed.
     """
 
     def __init__(self, *, config, **kwargs):
@@ -103,19 +209,30 @@ class JointEnvRunner(EnvRunner, Checkpointable):
         self._noise_rng = np.random.default_rng(None if self._seed is None else [self._seed, 1])
         self._weights_seq_no = 0
         self._global_env_steps = 0
+        self._batched: BatchedRollout | None = None
         self.make_env()
         self.make_module()
 
     # --- EnvRunner API ---
 
     def make_env(self) -> None:
-        if self.env is not None:
-            for env in self.env:
-                env.close()
-        self.env = [make_joint_env(self.config) for _ in range(self.num_envs)]
-        self.layout = agent_layout(self.env[0])
+        self.stop()
+        # The first mpe2-API env checks env_config (backend included) and gives the layout and spaces.
+        first = make_joint_env(self.config)
+        self._spaces_env = first
+        self.layout = agent_layout(first)
         self.agents = self.layout["agents"]
         self._obs = None
+        if env_backend(self.config) == "batched":
+            first.close()
+            options = {k: v for k, v in self.config.env_config.items() if k not in ("scenario", "backend")}
+            self.env = make_batched_env(
+                self.config.env_config["scenario"], self.num_envs, seed=self._seed, **options
+            )
+            self._batched = BatchedRollout(self.env)
+        else:
+            self.env = [first, *(make_joint_env(self.config) for _ in range(self.num_envs - 1))]
+            self._batched = None
 
     def make_module(self) -> None:
         spec = self.config.get_multi_rl_module_spec(inference_only=True)
@@ -126,6 +243,8 @@ class JointEnvRunner(EnvRunner, Checkpointable):
             (rule, self.layout["act_dims"][a]) for rule, a in zip(self._rules, self.agents, strict=True)
         }
         self._uniform_actions = len(act_kinds) == 1
+        # One exploration call per rule group: all agents at once when they act alike.
+        self._group_rules = self._rules[:1] if self._uniform_actions else self._rules
         self._build_actors()
 
     def _build_actors(self) -> None:
@@ -136,15 +255,16 @@ class JointEnvRunner(EnvRunner, Checkpointable):
         assert self.env and self.module
 
     def get_spaces(self) -> dict:
-        env = self.env[0]
+        env = self._spaces_env
         spaces = {INPUT_ENV_SPACES: (env.observation_space, env.action_space)}
         for aid in self.agents:
             spaces.setdefault(self._module_of[aid], (env.observation_spaces[aid], env.action_spaces[aid]))
         return spaces
 
     def stop(self) -> None:
-        for env in self.env or []:
-            env.close()
+        if self._batched is None:
+            for env in self.env or []:
+                env.close()
 
     def sample(
         self,
@@ -170,7 +290,21 @@ class JointEnvRunner(EnvRunner, Checkpointable):
             if num_timesteps
             else int(self.config.get_rollout_fragment_length())
         )
-        return self._rollout(steps_per_env, explore=explore, random_actions=random_actions)
+        sigma = exploration_sigma(self.config, self._global_env_steps)
+        if self._batched is None:
+            data, episodes = self._rollout(steps_per_env, explore, random_actions, sigma)
+        else:
+
+            def policy(obs: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+                # Torch noise: no numpy round trip for thousands of envs.
+                groups = self._act(obs, explore, random_actions, sigma)
+                in_mpe_units = [to_mpe_units(r, a) for r, a in zip(self._group_rules, groups, strict=True)]
+                return self._per_agent(groups), self._per_agent(in_mpe_units)
+
+            data, episodes = self._batched.run(steps_per_env, policy)
+        self._log_episodes(episodes)
+        self._log_steps(len(data["terminated"]))
+        return data
 
     def sample_with_metrics(self, **kwargs) -> tuple[dict[str, Any], dict]:
         """``sample()`` and ``get_metrics()`` in one (remote) call."""
@@ -179,13 +313,52 @@ class JointEnvRunner(EnvRunner, Checkpointable):
     def get_metrics(self) -> dict:
         return self.metrics.reduce()
 
-    # --- the rollout loop ---
+    # --- acting: one batched actor forward, one exploration call per rule group ---
+
+    @torch.no_grad()
+    def _act(
+        self,
+        obs: list[torch.Tensor],
+        explore: bool,
+        random_actions: bool,
+        sigma: float,
+        rng: np.random.Generator | None = None,
+    ) -> list[torch.Tensor]:
+        """Every agent's action as stored, per rule group (``self._group_rules``): one
+        (N, B, act_dim) tensor when all agents act alike, else one (B, act_dim_i) per agent.
+
+        ``rng`` draws the Gumbel noise with numpy (cheaper for a few envs); None uses torch.
+        """
+        if random_actions:
+            n_envs = obs[0].shape[0]
+            outs = [torch.randn(n_envs, self.layout["act_dims"][a]) for a in self.agents]
+        elif self._actors.homogeneous and self._uniform_actions:
+            # One (N, B, obs) tensor in, one (N, B, A) out: no per-agent split and re-stack.
+            outs = self._actors.forward_joint(torch.stack(obs))
+        else:
+            outs = self._actors(obs)
+        if self._uniform_actions:
+            outs = [outs if isinstance(outs, torch.Tensor) else torch.stack(outs)]
+        if explore:
+            return [
+                rule.explore(out, noise_std=sigma, rng=rng)
+                for out, rule in zip(outs, self._group_rules, strict=True)
+            ]
+        return [rule.greedy(out) for out, rule in zip(outs, self._group_rules, strict=True)]
+
+    def _per_agent(self, groups: list[torch.Tensor]) -> list[torch.Tensor]:
+        """``_act``'s rule groups as one tensor per agent (views, no copy)."""
+        return list(groups[0].unbind(0)) if self._uniform_actions else groups
+
+    # --- the mpe2 rollout loop (env.backend: mpe2) ---
 
     def _reset_env(self, index: int) -> list[np.ndarray]:
         seed = None if self._seed is None else int(self._rng.integers(2**31))
         return self.env[index].reset_joint(seed=seed)
 
-    def _rollout(self, steps_per_env: int, *, explore: bool, random_actions: bool) -> dict[str, Any]:
+    def _rollout(
+        self, steps_per_env: int, explore: bool, random_actions: bool, sigma: float
+    ) -> tuple[dict[str, Any], FinishedEpisodes]:
         n_agents, n_envs = len(self.agents), self.num_envs
         if self._obs is None:
             self._obs = [self._reset_env(e) for e in range(n_envs)]
@@ -202,13 +375,16 @@ class JointEnvRunner(EnvRunner, Checkpointable):
         rewards = np.empty((steps_per_env, n_envs, n_agents), np.float32)
         terminated = np.zeros((steps_per_env, n_envs), bool)
         truncated = np.zeros((steps_per_env, n_envs), bool)
-        sigma = exploration_sigma(self.config, self._global_env_steps)
+        ended: list[tuple[np.ndarray, int, float]] = []
 
         for t in range(steps_per_env):
             for i in range(n_agents):
                 for e in range(n_envs):
                     obs[i][t, e] = self._obs[e][i]
-            step_actions = self._act([o[t] for o in obs], explore, random_actions, sigma)
+            groups = self._act(
+                [torch.from_numpy(o[t]) for o in obs], explore, random_actions, sigma, rng=self._noise_rng
+            )
+            step_actions = [a.numpy() for a in self._per_agent(groups)]
             for i in range(n_agents):
                 actions[i][t] = step_actions[i]
             env_actions = [rule.to_env(a) for rule, a in zip(self._rules, step_actions, strict=True)]
@@ -221,12 +397,13 @@ class JointEnvRunner(EnvRunner, Checkpointable):
                 self._ep_return[e] += r
                 self._ep_len[e] += 1
                 if term or trunc:
-                    self._log_episode(e)
+                    now = time.perf_counter()
+                    ended.append((self._ep_return[e].copy(), int(self._ep_len[e]), now - self._ep_start[e]))
+                    self._ep_return[e], self._ep_len[e], self._ep_start[e] = 0.0, 0, now
                     o2 = self._reset_env(e)
                 self._obs[e] = o2
 
-        self._log_steps(T)
-        return {
+        data = {
             "obs": [o.reshape(T, -1) for o in obs],
             "actions": [a.reshape(T, -1) for a in actions],
             "rewards": rewards.reshape(T, n_agents),
@@ -234,63 +411,50 @@ class JointEnvRunner(EnvRunner, Checkpointable):
             "terminated": terminated.reshape(T),
             "truncated": truncated.reshape(T),
         }
-
-    @torch.no_grad()
-    def _act(
-        self, obs: list[np.ndarray], explore: bool, random_actions: bool, sigma: float
-    ) -> list[np.ndarray]:
-        """One batched actor forward for all agents and envs; returns per-agent action arrays."""
-        if random_actions:
-            n_envs = obs[0].shape[0]
-            outs = [torch.randn(n_envs, self.layout["act_dims"][a]) for a in self.agents]
-        elif self._actors.homogeneous and self._uniform_actions:
-            # One (N, B, obs) tensor in, one (N, B, A) out: no per-agent split and re-stack.
-            outs = self._actors.forward_joint(torch.from_numpy(np.stack(obs)))
-        else:
-            outs = self._actors([torch.from_numpy(o) for o in obs])
-        if self._uniform_actions:
-            # All agents alike: one exploration call for the stacked (N, B, A) outputs.
-            outs = [outs if isinstance(outs, torch.Tensor) else torch.stack(outs)]
-        rules = self._rules[: len(outs)]
-        if explore:
-            acts = [
-                rule.explore(out, noise_std=sigma, rng=self._noise_rng)
-                for out, rule in zip(outs, rules, strict=True)
-            ]
-        else:
-            acts = [rule.greedy(out) for out, rule in zip(outs, rules, strict=True)]
-        if self._uniform_actions:
-            return list(acts[0].numpy())
-        return [a.numpy() for a in acts]
+        returns, lengths, durations = zip(*ended, strict=True) if ended else ((), (), ())
+        episodes = FinishedEpisodes(
+            np.reshape(returns, (-1, n_agents)), np.asarray(lengths), np.asarray(durations)
+        )
+        return data, episodes
 
     # --- metrics with RLlib's standard keys ---
 
-    def _log_episode(self, e: int) -> None:
-        win = max(1, self.config.metrics_num_episodes_for_smoothing // max(1, self.config.num_env_runners))
-        ret = self._ep_return[e]
-        agent_returns = {aid: float(r) for aid, r in zip(self.agents, ret, strict=True)}
-        length = int(self._ep_len[e])
-        now = time.perf_counter()
+    def _log_episodes(self, episodes: FinishedEpisodes) -> None:
+        """The episodes that ended in one rollout: their means, min and max, and their count."""
+        count = len(episodes.lengths)
+        if count == 0:
+            return
+        episodes_in_window = self.config.metrics_num_episodes_for_smoothing // max(
+            1, self.config.num_env_runners
+        )
+        # One logged value per rollout stands for `count` episodes, so the smoothing window
+        # (in logged values) covers about `metrics_num_episodes_for_smoothing` episodes, as RLlib's does.
+        win = max(1, round(episodes_in_window / count))
+        totals = episodes.returns.sum(axis=1)
+        agent_means = episodes.returns.mean(axis=0)
         self.metrics.log_dict(
             {
-                EPISODE_LEN_MEAN: length,
-                EPISODE_RETURN_MEAN: float(ret.sum()),
-                EPISODE_DURATION_SEC_MEAN: now - self._ep_start[e],
-                EPISODE_AGENT_RETURN_MEAN: agent_returns,
+                EPISODE_LEN_MEAN: float(episodes.lengths.mean()),
+                EPISODE_RETURN_MEAN: float(totals.mean()),
+                EPISODE_DURATION_SEC_MEAN: float(episodes.durations.mean()),
+                EPISODE_AGENT_RETURN_MEAN: {
+                    aid: float(r) for aid, r in zip(self.agents, agent_means, strict=True)
+                },
             },
             window=win,
         )
         self.metrics.log_dict(
-            {EPISODE_LEN_MIN: length, EPISODE_RETURN_MIN: float(ret.sum())}, reduce="min", window=win
+            {EPISODE_LEN_MIN: int(episodes.lengths.min()), EPISODE_RETURN_MIN: float(totals.min())},
+            reduce="min",
+            window=win,
         )
         self.metrics.log_dict(
-            {EPISODE_LEN_MAX: length, EPISODE_RETURN_MAX: float(ret.sum())}, reduce="max", window=win
+            {EPISODE_LEN_MAX: int(episodes.lengths.max()), EPISODE_RETURN_MAX: float(totals.max())},
+            reduce="max",
+            window=win,
         )
-        self.metrics.log_value(NUM_EPISODES, 1, reduce="sum")
-        self.metrics.log_value(NUM_EPISODES_LIFETIME, 1, reduce="lifetime_sum")
-        self._ep_return[e] = 0.0
-        self._ep_len[e] = 0
-        self._ep_start[e] = now
+        self.metrics.log_value(NUM_EPISODES, count, reduce="sum")
+        self.metrics.log_value(NUM_EPISODES_LIFETIME, count, reduce="lifetime_sum")
 
     def _log_steps(self, num_steps: int) -> None:
         self.num_env_steps_sampled_lifetime += num_steps

@@ -377,7 +377,8 @@ class MADDPG(Algorithm):
         agents = self._layout["agents"]
         self._module_of = self.config.agent_to_module(agents)
         self._modules = {
-            mid: [a for a in agents if self._module_of[a] == mid] for mid in set(self._module_of.values())
+            mid: [a for a in agents if self._module_of[a] == mid]
+            for mid in sorted(set(self._module_of.values()))
         }
         self.replay_buffer = JointReplayBuffer(
             self.config.replay_buffer_capacity,
