@@ -2,7 +2,10 @@
 
 - raw: mpe2 joint env steps/s with random actions, no policy (``step_joint`` of 1 env);
 - sampling: ``JointEnvRunner`` with policy inference and exploration, no learning;
-- learner: full MADDPG updates/s (all agents, batch 1024);
+- batched sampling: the same with ``env.backend: batched`` at 1 to 4096 envs per runner,
+  against a raw rate measured right before;
+- learner: full MADDPG updates/s (all agents, batch 1024), per-module learner vs the fused
+  update (``maddpg/fused.py``) in alternating rounds: ``fused_learner_speedup``;
 - train: end-to-end ``MADDPG.train()`` at the paper's schedule (one update of batch 1024
   per 100 env steps) with remote env runners, after learning has started;
 - scaling: the train rate for 1, 2, ... env runners up to the CPU count.
@@ -27,19 +30,22 @@ from ray_maddpg.envs.mpe import MPEMultiAgentEnv
 from ray_maddpg.experiment.runner import connect
 from ray_maddpg.maddpg import MADDPGConfig
 from ray_maddpg.maddpg.env_runner import JointEnvRunner
+from ray_maddpg.maddpg.fused import FusedMADDPG
 from ray_maddpg.maddpg.maddpg import joint_train_batch
 from ray_maddpg.maddpg.replay import JointReplayBuffer
 from ray_maddpg.maddpg.torch.maddpg_torch_learner import NUM_UPDATES
 
 SCENARIO = "simple_spread"
+BATCHED_NUM_ENVS = (1, 64, 1024, 4096)
+BATCHED_RATIO_AT = 1024  # the envs per runner of ``batched_sampling_ratio_to_raw``
 RESULTS = Path(__file__).parent / "results" / "throughput.json"
 
 
-def config(num_env_runners: int, num_envs: int) -> MADDPGConfig:
+def config(num_env_runners: int, num_envs: int, backend: str = "mpe2") -> MADDPGConfig:
     """The paper's settings; learning starts once one batch is stored, so the rate is measured while learning."""
     return (
         MADDPGConfig()
-        .environment("mpe2", env_config={"scenario": SCENARIO})
+        .environment("mpe2", env_config={"scenario": SCENARIO, "backend": backend})
         .training(num_steps_sampled_before_learning_starts=2048, replay_buffer_capacity=200_000)
         .env_runners(num_env_runners=num_env_runners, num_envs_per_env_runner=num_envs)
         .reporting(min_sample_timesteps_per_iteration=0)
@@ -81,7 +87,26 @@ def raw_and_sampling(seconds: float, num_envs: int, rounds: int = 5) -> tuple[fl
     return float(np.median(raws)), float(np.median(samplings)), ratios
 
 
-def learner_rate(seconds: float, updates_per_call: int = 10) -> float:
+def batched_sampling(seconds: float) -> dict:
+    """Sampling rates with ``env.backend: batched`` per envs-per-runner count, each with its
+    ratio to the raw single-env mpe2 rate measured right before them."""
+    raw = raw_rate(seconds)
+    rows = []
+    for num_envs in BATCHED_NUM_ENVS:
+        runner = JointEnvRunner(config=config(0, num_envs, backend="batched"))
+        runner.sample()
+        rate = sampling_rate(seconds, runner)
+        rows.append(
+            {"num_envs_per_env_runner": num_envs, "sampling_steps_per_s": rate, "ratio_to_raw": rate / raw}
+        )
+    return {"raw_env_steps_per_s_before": raw, "rows": rows}
+
+
+def learner_rates(seconds: float, updates_per_call: int = 10, rounds: int = 5) -> dict:
+    """Updates/s of the per-module learner (``Learner.update``, batch 1024, all agents) and of
+    the fused update (``FusedMADDPG`` over the same modules, its batch straight from the buffer as
+    tensors), measured in alternating rounds so that both see the same machine (a shared box
+    drifts); the speedup is the median of the rounds' ratios."""
     cfg = config(0, 1)
     learner = cfg.build_learner()
     learner.build()
@@ -95,17 +120,36 @@ def learner_rate(seconds: float, updates_per_call: int = 10) -> float:
     )
     modules = {aid: [aid] for aid in runner.agents}
     size = cfg.train_batch_size_per_learner
+    fused = FusedMADDPG.from_modules({mid: learner.module[mid].unwrapped() for mid in modules}, cfg)
 
-    def update(n: int) -> None:
+    def per_module_update(n: int) -> None:
         batch = joint_train_batch(buffer.sample(size * updates_per_call), modules, runner.agents)
         learner.update(batch=batch, minibatch_size=size, num_epochs=1, timesteps={NUM_UPDATES: n})
 
-    update(0)
-    updates, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        update(updates)
-        updates += updates_per_call
-    return updates / (time.perf_counter() - start)
+    def fused_update(n: int) -> None:
+        for _ in range(updates_per_call):
+            fused.update(buffer.sample_torch(size))
+
+    def rate(update, seconds: float) -> float:
+        updates, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            update(updates)
+            updates += updates_per_call
+        return updates / (time.perf_counter() - start)
+
+    per_module_update(0)
+    fused_update(0)
+    per_module, fused_rates = [], []
+    for _ in range(rounds):
+        per_module.append(rate(per_module_update, seconds / rounds))
+        fused_rates.append(rate(fused_update, seconds / rounds))
+    ratios = [f / p for f, p in zip(fused_rates, per_module, strict=True)]
+    return {
+        "learner_updates_per_s": float(np.median(per_module)),
+        "fused_learner_updates_per_s": float(np.median(fused_rates)),
+        "fused_learner_speedup": float(np.median(ratios)),
+        "fused_learner_speedup_per_round": ratios,
+    }
 
 
 def train_rate(seconds: float, num_env_runners: int, num_envs: int) -> dict:
@@ -158,7 +202,11 @@ def main() -> None:
     cpus = os.cpu_count() or 1
     load_before = os.getloadavg()
     raw, sampling, sampling_ratios = raw_and_sampling(2 * args.seconds, args.num_envs)
-    updates = learner_rate(args.seconds)
+    batched = batched_sampling(args.seconds / 2)
+    batched_ratio = next(
+        r["ratio_to_raw"] for r in batched["rows"] if r["num_envs_per_env_runner"] == BATCHED_RATIO_AT
+    )
+    learner = learner_rates(2 * args.seconds)
     connect(None)  # an embedded local Ray, with the CLI's retries on a saturated machine
     try:
         # Each training rate is compared with the raw rate measured right after it.
@@ -191,10 +239,12 @@ def main() -> None:
         "raw_env_steps_per_s": raw,
         "sampling_steps_per_s": sampling,
         "train_steps_per_s": train["train_steps_per_s"],
-        "learner_updates_per_s": updates,
+        **learner,
         "learner_updates_per_s_in_training": train["learner_updates_per_s_in_training"],
         "ratio_sampling_to_raw": float(np.median(sampling_ratios)),
         "ratio_sampling_to_raw_per_round": sampling_ratios,
+        "batched_sampling": batched,
+        "batched_sampling_ratio_to_raw": batched_ratio,
         "raw_env_steps_per_s_after_train": train["raw_after"],
         "ratio_train_to_raw": train["train_steps_per_s"] / train["raw_after"],
         "updates_per_env_step": train["updates_per_env_step"],
@@ -213,7 +263,21 @@ def main() -> None:
             f"{sampling:,.0f} env steps/s",
             f"{np.median(sampling_ratios):.2f}x raw (rounds: {', '.join(f'{r:.2f}' for r in sampling_ratios)})",
         ),
-        ("learner (batch 1024, all agents)", f"{updates:,.1f} updates/s", ""),
+        *(
+            (
+                f"batched sampling, {row['num_envs_per_env_runner']} envs",
+                f"{row['sampling_steps_per_s']:,.0f} env steps/s",
+                f"{row['ratio_to_raw']:.2f}x raw (measured right before)",
+            )
+            for row in batched["rows"]
+        ),
+        ("learner (batch 1024, all agents)", f"{learner['learner_updates_per_s']:,.1f} updates/s", ""),
+        (
+            "fused learner (the same updates)",
+            f"{learner['fused_learner_updates_per_s']:,.1f} updates/s",
+            f"{learner['fused_learner_speedup']:.2f}x the learner (rounds: "
+            f"{', '.join(f'{r:.2f}' for r in learner['fused_learner_speedup_per_round'])})",
+        ),
         (
             "training, 1 remote env runner",
             f"{train['train_steps_per_s']:,.0f} env steps/s",

@@ -1,0 +1,148 @@
+"""The fused MADDPG update against the per-module learner: updates/s at batch 1024, 1 torch thread.
+
+For 3 agents (simple_spread), 6 (simple_world_comm) and 12 (simple_spread with N=12), three ways
+of running the same update on the same modules:
+
+- ``learner``: RLlib's ``Learner.update`` of the per-module learner (batch conversion included);
+- ``learner_step``: that learner's update step alone (``_uncompiled_update``) on ready tensors;
+- ``fused``: ``FusedMADDPG.update`` with its batch from ``JointReplayBuffer.sample_torch``.
+
+They alternate in rounds, one update each, so that all see the same machine (a shared box
+drifts). Per update it records wall time and the thread's CPU time (``time.thread_time``, which
+leaves out time spent waiting for a core); the speedups are medians of each round's ratio.
+
+Usage: ``.venv/bin/python bench/fused_learner.py [--rounds 30] [--agents 3 6 12]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ray_maddpg.maddpg import MADDPGConfig
+from ray_maddpg.maddpg.env_runner import JointEnvRunner
+from ray_maddpg.maddpg.fused import FusedMADDPG
+from ray_maddpg.maddpg.maddpg import joint_train_batch
+from ray_maddpg.maddpg.replay import JointReplayBuffer
+from ray_maddpg.maddpg.torch.maddpg_torch_learner import NUM_UPDATES
+
+SCENARIOS = {3: ("simple_spread", {}), 6: ("simple_world_comm", {}), 12: ("simple_spread", {"N": 12})}
+RESULTS = Path(__file__).parent / "results" / "fused_learner.json"
+
+
+def updates(scenario: str, env_options: dict):
+    """The three ways of updating, as functions of the update index."""
+    config = (
+        MADDPGConfig()
+        .environment("mpe2", env_config={"scenario": scenario, **env_options})
+        .env_runners(num_env_runners=0, num_envs_per_env_runner=1)
+        .debugging(seed=0)
+    )
+    learner = config.build_learner()
+    learner.build()
+    runner = JointEnvRunner(config=config)
+    data = runner.sample(num_timesteps=4096, random_actions=True)
+    buffer = JointReplayBuffer(
+        4096, [o.shape[1] for o in data["obs"]], [a.shape[1] for a in data["actions"]], seed=0
+    )
+    buffer.add_batch(
+        data["obs"], data["actions"], data["rewards"], data["next_obs"], data["terminated"], data["truncated"]
+    )
+    modules = {aid: [aid] for aid in runner.agents}
+    size = config.train_batch_size_per_learner
+    fused = FusedMADDPG.from_modules({mid: learner.module[mid].unwrapped() for mid in modules}, config)
+
+    def learner_update(n: int) -> None:
+        batch = joint_train_batch(buffer.sample(size), modules, runner.agents)
+        learner.update(batch=batch, timesteps={NUM_UPDATES: n})
+
+    def learner_step(n: int) -> None:
+        batch = joint_train_batch(buffer.sample(size), modules, runner.agents).policy_batches
+        learner._uncompiled_update(
+            {m: {k: torch.from_numpy(np.asarray(v)) for k, v in b.items()} for m, b in batch.items()}
+        )
+
+    def fused_update(n: int) -> None:
+        fused.update(buffer.sample_torch(size))
+
+    return len(runner.agents), {
+        "learner": learner_update,
+        "learner_step": learner_step,
+        "fused": fused_update,
+    }
+
+
+def measure(num_agents: int, rounds: int) -> dict:
+    scenario, env_options = SCENARIOS[num_agents]
+    n, ways = updates(scenario, env_options)
+    times = {name: {"wall": [], "cpu": []} for name in ways}
+    for i in range(rounds + 2):
+        for name, update in ways.items():
+            wall, cpu = time.perf_counter(), time.thread_time()
+            update(i)
+            if i >= 2:  # two warm-up rounds
+                times[name]["wall"].append(time.perf_counter() - wall)
+                times[name]["cpu"].append(time.thread_time() - cpu)
+
+    def speedup(base: str, clock: str) -> float:
+        pairs = zip(times[base][clock], times["fused"][clock], strict=True)
+        return statistics.median(b / f for b, f in pairs)
+
+    return {
+        "scenario": scenario,
+        "env_options": env_options,
+        "num_agents": n,
+        "updates_per_s_wall": {k: 1 / statistics.median(v["wall"]) for k, v in times.items()},
+        "cpu_ms_per_update": {k: 1e3 * statistics.median(v["cpu"]) for k, v in times.items()},
+        "cpu_ms_per_update_min": {k: 1e3 * min(v["cpu"]) for k, v in times.items()},
+        "fused_speedup_wall": {
+            "vs_learner": speedup("learner", "wall"),
+            "vs_learner_step": speedup("learner_step", "wall"),
+        },
+        "fused_speedup_cpu": {
+            "vs_learner": speedup("learner", "cpu"),
+            "vs_learner_step": speedup("learner_step", "cpu"),
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--rounds", type=int, default=30, help="measured updates per way (fewer at 12 agents)"
+    )
+    parser.add_argument("--agents", type=int, nargs="+", default=[3, 6, 12], choices=sorted(SCENARIOS))
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    load_before = os.getloadavg()
+    rows = [measure(n, args.rounds if n < 12 else max(3, args.rounds // 5)) for n in args.agents]
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(
+        json.dumps(
+            {"load_average_before": load_before, "load_average_after": os.getloadavg(), "rows": rows},
+            indent=2,
+        )
+        + "\n"
+    )
+    print(f"fused vs per-module MADDPG update, batch 1024, 1 thread (load {load_before[0]:.1f} before)")
+    for r in rows:
+        wall, cpu = r["updates_per_s_wall"], r["cpu_ms_per_update"]
+        print(
+            f"  {r['num_agents']:>2} agents ({r['scenario']}): updates/s learner {wall['learner']:.1f}, "
+            f"learner step {wall['learner_step']:.1f}, fused {wall['fused']:.1f}; CPU ms/update "
+            f"{cpu['learner']:.1f} / {cpu['learner_step']:.1f} / {cpu['fused']:.1f}; fused speedup "
+            f"{r['fused_speedup_wall']['vs_learner']:.2f}x wall ({r['fused_speedup_cpu']['vs_learner']:.2f}x CPU) "
+            f"vs learner, {r['fused_speedup_cpu']['vs_learner_step']:.2f}x CPU vs its step"
+        )
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,211 @@
+"""The fused learner's parts without Ray: stacked networks, per-network clipping, one Adam for
+many networks, the critic input layout, and syncing with the per-module networks.
+
+Its updates are checked against the RLlib per-module learner in
+``tests/algorithm/test_fused_learner_equivalence.py``.
+"""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from ray_maddpg.maddpg import core
+from ray_maddpg.maddpg.fused import (
+    FusedMADDPG,
+    FusedSettings,
+    StackedMLP,
+    clip_per_network,
+    critic_input,
+    own_action_columns,
+)
+
+torch.set_num_threads(1)
+
+OBS = {"a_0": 4, "a_1": 4, "b_0": 3}
+ACT = {"a_0": 2, "a_1": 2, "b_0": 5}
+AGENTS = sorted(OBS)
+B = 16
+
+
+def module(agents, critic_kind="centralized", twin=False, rule="tanh"):
+    """A stand-in for ``MADDPGTorchRLModule``: the networks and what the learner reads of it."""
+    first = agents[0]
+    if critic_kind == "centralized":
+        critic_in = sum(OBS[a] + ACT[a] for a in AGENTS)
+    else:
+        critic_in = OBS[first] + ACT[first]
+    critic_in += len(agents) if len(agents) > 1 else 0
+    actor, critic = core.MLP(OBS[first], ACT[first], (8, 8)), core.Critic(critic_in, twin, (8, 8))
+    return SimpleNamespace(
+        actor=actor,
+        critic=critic,
+        target_actor=copy.deepcopy(actor),
+        target_critic=copy.deepcopy(critic),
+        agents=list(agents),
+        all_agents=AGENTS,
+        action_rule=core.ActionRule(rule),
+        critic_kind=critic_kind,
+    )
+
+
+def modules(**kwargs):
+    """A shared team "a" (a_0, a_1) and a single agent b_0 of another shape."""
+    torch.manual_seed(0)
+    return {"a": module(["a_0", "a_1"], **kwargs), "b_0": module(["b_0"], **kwargs)}
+
+
+def batch(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "obs": [torch.randn(B, OBS[a], generator=g) for a in AGENTS],
+        "actions": [torch.rand(B, ACT[a], generator=g) * 2 - 1 for a in AGENTS],
+        "next_obs": [torch.randn(B, OBS[a], generator=g) for a in AGENTS],
+        "rewards": torch.randn(B, len(AGENTS), generator=g),
+        "terminated": torch.rand(B, len(AGENTS), generator=g) < 0.1,
+    }
+
+
+def params(nets) -> list[torch.Tensor]:
+    return [p.detach().clone() for net in nets for p in net.parameters()]
+
+
+def test_a_stack_computes_what_each_of_its_mlps_computes():
+    mlps = [core.MLP(5, 3, (7, 6)) for _ in range(3)]
+    stack = StackedMLP(mlps, requires_grad=True)
+    x = torch.randn(3, 10, 5)
+    out = stack(x)
+    for k, mlp in enumerate(mlps):
+        torch.testing.assert_close(out[k], mlp(x[k]))
+        for view, param in zip(stack.network(k), mlp.parameters(), strict=True):
+            assert torch.equal(view, param)
+    # Layers in two parts, and some networks only (every other one).
+    torch.testing.assert_close(
+        stack(stack(x[::2], slice(None, None, 2), stop=1), slice(None, None, 2), start=1), out[::2]
+    )
+
+
+def test_mlps_of_different_shapes_are_not_stacked():
+    with pytest.raises(ValueError, match="one shape"):
+        StackedMLP([core.MLP(5, 3), core.MLP(4, 3)], requires_grad=False)
+
+
+def test_each_network_is_clipped_by_its_own_global_norm_as_rllib_clips_it():
+    # Network 0 (twin slices 0, 1) has norm 13 > 0.5 and is scaled; network 1 (slices 2, 3) has
+    # norm 0.3 and is left alone.
+    weights = torch.zeros(4, 2, 2)
+    biases = torch.zeros(4, 1, 2)
+    weights[0, 0, 0], weights[1, 1, 1], biases[0, 0, 0] = 3.0, 4.0, 12.0
+    weights[2, 0, 0], biases[3, 0, 1] = 0.1, torch.tensor(0.08).sqrt()
+    grads = [weights.clone(), biases.clone()]
+    norms = clip_per_network(grads, num_networks=2, max_norm=0.5)
+    torch.testing.assert_close(norms, torch.tensor([13.0, 0.3]))
+    # RLlib: coefficient = grad_clip / max(norm + 1e-6, grad_clip), at most 1.
+    scale = 0.5 / (13.0 + 1e-6)
+    torch.testing.assert_close(grads[0][:2], weights[:2] * scale)
+    torch.testing.assert_close(grads[1][:2], biases[:2] * scale)
+    assert torch.equal(grads[0][2:], weights[2:]) and torch.equal(grads[1][2:], biases[2:])
+
+
+def test_one_adam_over_stacked_weights_steps_each_slice_as_its_own_adam_would():
+    torch.manual_seed(0)
+    separate = [torch.randn(4, 3, requires_grad=True) for _ in range(3)]
+    stacked = torch.stack([p.detach() for p in separate]).requires_grad_()
+    optimizers = [torch.optim.Adam([p], lr=1e-2) for p in separate]
+    fused = torch.optim.Adam([stacked], lr=1e-2, fused=True)
+    for _ in range(5):
+        grads = torch.randn(3, 4, 3) * torch.tensor([1e-3, 1.0, 1e3]).view(3, 1, 1)
+        for p, g, opt in zip(separate, grads, optimizers, strict=True):
+            p.grad = g.clone()
+            opt.step()
+        stacked.grad = grads
+        fused.step()
+    torch.testing.assert_close(stacked, torch.stack(separate), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("critic_kind", ["centralized", "local"])
+def test_own_action_columns_point_at_the_agents_action_in_its_critic_input(critic_kind):
+    b = batch()
+    obs, actions = dict(zip(AGENTS, b["obs"], strict=True)), dict(zip(AGENTS, b["actions"], strict=True))
+    for m in modules(critic_kind=critic_kind).values():
+        for j, aid in enumerate(m.agents):
+            x = critic_input(m, j, obs, actions)
+            assert x.shape[1] == m.critic.q_nets[0][0].in_features
+            assert torch.equal(x[:, own_action_columns(m, aid, OBS, ACT)], actions[aid])
+
+
+def test_team_members_and_agents_of_other_shapes_form_separate_groups():
+    fused = FusedMADDPG(modules(), FusedSettings())
+    assert [g.module_ids for g in fused.actors] == [["a"], ["b_0"]]
+    assert [g.agents_per_module for g in fused.actors] == [2, 1]
+
+
+def test_a_module_learns_only_from_its_own_loss():
+    """Agent b_0's rewards enter only module b_0's critic target; module "a" must not notice."""
+    results = []
+    for reward_of_b in (0.0, 10.0):
+        mods = modules(twin=True)
+        fused = FusedMADDPG(mods, FusedSettings())
+        b = batch()
+        b["rewards"][:, AGENTS.index("b_0")] = reward_of_b
+        fused.update(b)
+        fused.write_back(mods)
+        results.append({mid: params([m.actor, m.critic, m.target_critic]) for mid, m in mods.items()})
+    for before, after in zip(results[0]["a"], results[1]["a"], strict=True):
+        assert torch.equal(before, after)
+    assert any(not torch.equal(x, y) for x, y in zip(results[0]["b_0"], results[1]["b_0"], strict=True))
+
+
+def test_write_back_and_load_from_carry_weights_and_adam_state_both_ways():
+    mods, fresh = modules(twin=True), modules(twin=True)
+    fused = FusedMADDPG(mods, FusedSettings())
+    for seed in range(2):
+        fused.update(batch(seed))
+    optimizers = {
+        mid: {
+            "actor": torch.optim.Adam(m.actor.parameters()),
+            "critic": torch.optim.Adam(m.critic.parameters()),
+        }
+        for mid, m in fresh.items()
+    }
+    fused.write_back(fresh, optimizers)
+    state = optimizers["a"]["critic"].state[next(fresh["a"].critic.parameters())]
+    assert float(state["step"]) == 2.0 and state["exp_avg"].shape == (
+        8,
+        fresh["a"].critic.q_nets[0][0].in_features,
+    )
+
+    again = FusedMADDPG(modules(twin=True), FusedSettings())
+    again.load_from(fresh, optimizers)
+    fused.update(batch(2))
+    again.update(batch(2))
+    for ours, theirs in zip((*fused.actors, *fused.critics), (*again.actors, *again.critics), strict=True):
+        for p, q in zip(
+            ours.net.params + ours.target.params, theirs.net.params + theirs.target.params, strict=True
+        ):
+            torch.testing.assert_close(p, q, rtol=0, atol=0)
+
+
+def test_modules_must_serve_every_agent_once():
+    mods = modules()
+    del mods["b_0"]
+    with pytest.raises(ValueError, match="every agent"):
+        FusedMADDPG(mods, FusedSettings())
+
+
+def test_settings_come_from_a_config_and_refuse_other_clipping():
+    config = SimpleNamespace(**vars(FusedSettings(gamma=0.9, policy_delay=2)), grad_clip_by="global_norm")
+    assert FusedSettings.from_config(config) == FusedSettings(gamma=0.9, policy_delay=2)
+    config.grad_clip_by = "value"
+    with pytest.raises(ValueError, match="global norm"):
+        FusedSettings.from_config(config)
+
+
+def test_the_fused_learner_imports_without_ray():
+    code = "import sys, ray_maddpg.maddpg.fused; sys.exit('ray' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
