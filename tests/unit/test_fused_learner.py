@@ -7,7 +7,6 @@ Its updates are checked against the RLlib per-module learner in
 
 from __future__ import annotations
 
-import copy
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -23,6 +22,7 @@ from ray_maddpg.maddpg.fused import (
     clip_per_network,
     critic_input,
     own_action_columns,
+    plain_module,
 )
 
 torch.set_num_threads(1)
@@ -35,22 +35,16 @@ B = 16
 
 def module(agents, critic_kind="centralized", twin=False, rule="tanh"):
     """A stand-in for ``MADDPGTorchRLModule``: the networks and what the learner reads of it."""
-    first = agents[0]
-    if critic_kind == "centralized":
-        critic_in = sum(OBS[a] + ACT[a] for a in AGENTS)
-    else:
-        critic_in = OBS[first] + ACT[first]
-    critic_in += len(agents) if len(agents) > 1 else 0
-    actor, critic = core.MLP(OBS[first], ACT[first], (8, 8)), core.Critic(critic_in, twin, (8, 8))
-    return SimpleNamespace(
-        actor=actor,
-        critic=critic,
-        target_actor=copy.deepcopy(actor),
-        target_critic=copy.deepcopy(critic),
-        agents=list(agents),
-        all_agents=AGENTS,
-        action_rule=core.ActionRule(rule),
+    return plain_module(
+        agents,
+        AGENTS,
+        OBS,
+        ACT,
         critic_kind=critic_kind,
+        twin_q=twin,
+        action_rule=rule,
+        actor_hidden=(8, 8),
+        critic_hidden=(8, 8),
     )
 
 

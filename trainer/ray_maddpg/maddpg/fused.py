@@ -36,8 +36,10 @@ reads them again, e.g. after a checkpoint restore.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -72,6 +74,51 @@ class FusedSettings:
         if clip_by != "global_norm":
             raise ValueError(f"the fused update clips by global norm only (grad_clip_by={clip_by!r})")
         return cls(**{f.name: getattr(config, f.name) for f in fields(cls)})
+
+
+def plain_module(
+    agents: Sequence[str],
+    all_agents: Sequence[str],
+    obs_dims: Mapping[str, int],
+    act_dims: Mapping[str, int],
+    *,
+    critic_kind: str = "centralized",
+    twin_q: bool = False,
+    action_rule: str = "straight_through",
+    temperature: float = 1.0,
+    actor_hidden: Sequence[int] = (64, 64),
+    critic_hidden: Sequence[int] = (64, 64),
+    device: str | torch.device | None = None,
+) -> SimpleNamespace:
+    """A stand-in for ``MADDPGTorchRLModule`` without Ray: its networks, shaped as ``setup`` shapes
+    them, and what ``FusedMADDPG`` reads of it (``agents`` the ids it serves, ``all_agents`` every
+    id, sorted). The targets start as copies of the networks."""
+    first = agents[0]
+    if critic_kind == "centralized":
+        critic_in = sum(obs_dims[a] + act_dims[a] for a in all_agents)
+    else:
+        critic_in = obs_dims[first] + act_dims[first]
+    critic_in += len(agents) if len(agents) > 1 else 0  # a shared critic's one-hot agent index
+    actor = core.MLP(obs_dims[first], act_dims[first], actor_hidden).to(device)
+    critic = core.Critic(critic_in, twin_q, critic_hidden).to(device)
+    return SimpleNamespace(
+        actor=actor,
+        critic=critic,
+        target_actor=copy.deepcopy(actor),
+        target_critic=copy.deepcopy(critic),
+        agents=list(agents),
+        all_agents=list(all_agents),
+        action_rule=core.ActionRule(action_rule, temperature),
+        critic_kind=critic_kind,
+    )
+
+
+def plain_modules(
+    obs_dims: Mapping[str, int], act_dims: Mapping[str, int], **kwargs: Any
+) -> dict[str, SimpleNamespace]:
+    """One ``plain_module`` per agent (no sharing; module id = agent id), in sorted agent order."""
+    agents = sorted(obs_dims)
+    return {aid: plain_module([aid], agents, obs_dims, act_dims, **kwargs) for aid in agents}
 
 
 class StackedMLP:
@@ -264,7 +311,8 @@ class FusedMADDPG:
     ``modules``: module id -> an object with ``actor``, ``critic`` (``core.Critic``),
     ``target_actor``, ``target_critic``, ``agents`` (the sorted agent ids it serves),
     ``all_agents`` (every agent id, sorted), ``action_rule`` (``core.ActionRule``) and
-    ``critic_kind`` ("centralized" or "local"), such as ``MADDPGTorchRLModule``.
+    ``critic_kind`` ("centralized" or "local"), such as ``MADDPGTorchRLModule`` (or, without
+    Ray, ``plain_module``).
     """
 
     def __init__(self, modules: Mapping[str, Any], settings: FusedSettings):
