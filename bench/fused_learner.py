@@ -25,12 +25,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from throughput import random_replay
 
 from ray_maddpg.maddpg import MADDPGConfig
-from ray_maddpg.maddpg.env_runner import JointEnvRunner
 from ray_maddpg.maddpg.fused import FusedMADDPG
 from ray_maddpg.maddpg.maddpg import joint_train_batch
-from ray_maddpg.maddpg.replay import JointReplayBuffer
 from ray_maddpg.maddpg.torch.maddpg_torch_learner import NUM_UPDATES
 
 SCENARIOS = {3: ("simple_spread", {}), 6: ("simple_world_comm", {}), 12: ("simple_spread", {"N": 12})}
@@ -47,14 +46,7 @@ def updates(scenario: str, env_options: dict):
     )
     learner = config.build_learner()
     learner.build()
-    runner = JointEnvRunner(config=config)
-    data = runner.sample(num_timesteps=4096, random_actions=True)
-    buffer = JointReplayBuffer(
-        4096, [o.shape[1] for o in data["obs"]], [a.shape[1] for a in data["actions"]], seed=0
-    )
-    buffer.add_batch(
-        data["obs"], data["actions"], data["rewards"], data["next_obs"], data["terminated"], data["truncated"]
-    )
+    runner, buffer = random_replay(config)
     modules = {aid: [aid] for aid in runner.agents}
     size = config.train_batch_size_per_learner
     fused = FusedMADDPG.from_modules({mid: learner.module[mid].unwrapped() for mid in modules}, config)

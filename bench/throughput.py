@@ -102,6 +102,19 @@ def batched_sampling(seconds: float) -> dict:
     return {"raw_env_steps_per_s_before": raw, "rows": rows}
 
 
+def random_replay(cfg: MADDPGConfig, rows: int = 4096) -> tuple[JointEnvRunner, JointReplayBuffer]:
+    """An env runner of ``cfg`` and a replay buffer of ``rows`` random-action joint transitions."""
+    runner = JointEnvRunner(config=cfg)
+    data = runner.sample(num_timesteps=rows, random_actions=True)
+    buffer = JointReplayBuffer(
+        rows, [o.shape[1] for o in data["obs"]], [a.shape[1] for a in data["actions"]], seed=0
+    )
+    buffer.add_batch(
+        data["obs"], data["actions"], data["rewards"], data["next_obs"], data["terminated"], data["truncated"]
+    )
+    return runner, buffer
+
+
 def learner_rates(seconds: float, updates_per_call: int = 10, rounds: int = 5) -> dict:
     """Updates/s of the per-module learner (``Learner.update``, batch 1024, all agents) and of
     the fused update (``FusedMADDPG`` over the same modules, its batch straight from the buffer as
@@ -110,14 +123,7 @@ def learner_rates(seconds: float, updates_per_call: int = 10, rounds: int = 5) -
     cfg = config(0, 1)
     learner = cfg.build_learner()
     learner.build()
-    runner = JointEnvRunner(config=cfg)
-    data = runner.sample(num_timesteps=4096, random_actions=True)
-    buffer = JointReplayBuffer(
-        4096, [o.shape[1] for o in data["obs"]], [a.shape[1] for a in data["actions"]], seed=0
-    )
-    buffer.add_batch(
-        data["obs"], data["actions"], data["rewards"], data["next_obs"], data["terminated"], data["truncated"]
-    )
+    runner, buffer = random_replay(cfg)
     modules = {aid: [aid] for aid in runner.agents}
     size = cfg.train_batch_size_per_learner
     fused = FusedMADDPG.from_modules({mid: learner.module[mid].unwrapped() for mid in modules}, cfg)

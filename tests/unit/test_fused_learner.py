@@ -20,7 +20,6 @@ from ray_maddpg.maddpg.fused import (
     FusedSettings,
     StackedMLP,
     clip_per_network,
-    critic_input,
     own_action_columns,
     plain_module,
 )
@@ -128,7 +127,7 @@ def test_own_action_columns_point_at_the_agents_action_in_its_critic_input(criti
     obs, actions = dict(zip(AGENTS, b["obs"], strict=True)), dict(zip(AGENTS, b["actions"], strict=True))
     for m in modules(critic_kind=critic_kind).values():
         for j, aid in enumerate(m.agents):
-            x = critic_input(m, j, obs, actions)
+            x = core.critic_input(m, j, obs, actions)
             assert x.shape[1] == m.critic.q_nets[0][0].in_features
             assert torch.equal(x[:, own_action_columns(m, aid, OBS, ACT)], actions[aid])
 

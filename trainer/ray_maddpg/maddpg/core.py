@@ -18,7 +18,7 @@ loss; a continuous actor outputs ``tanh`` in [-1, 1].
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -205,6 +205,28 @@ def local_critic_input(own_obs: torch.Tensor, own_action: torch.Tensor) -> torch
     return torch.cat([own_obs, own_action], dim=-1)
 
 
+def critic_input(
+    module, j: int, obs: Mapping[str, torch.Tensor], actions: Mapping[str, torch.Tensor]
+) -> torch.Tensor:
+    """Agent ``module.agents[j]``'s critic input, (B, D): [o_1..o_N, a_1..a_N] in sorted agent
+    order (centralized) or [o_i, a_i] (local), plus its one-hot index when the critic is shared.
+
+    ``module``: anything with ``agents`` (served), ``all_agents`` (sorted) and ``critic_kind``.
+    """
+    aid = module.agents[j]
+    if module.critic_kind == "centralized":
+        x = centralized_critic_input(
+            [obs[a] for a in module.all_agents], [actions[a] for a in module.all_agents]
+        )
+    else:
+        x = local_critic_input(obs[aid], actions[aid])
+    if len(module.agents) > 1:
+        agent_id = torch.zeros(x.shape[0], len(module.agents), dtype=x.dtype, device=x.device)
+        agent_id[:, j] = 1.0
+        x = torch.cat([x, agent_id], dim=-1)
+    return x
+
+
 # --- targets and losses ---
 
 
@@ -242,7 +264,7 @@ def actor_loss(
     return loss
 
 
-# --- target networks and gradients ---
+# --- target networks ---
 
 
 @torch.no_grad()
@@ -252,22 +274,6 @@ def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
         t.lerp_(s, tau)
     for t, s in zip(target.buffers(), source.buffers(), strict=True):
         t.copy_(s)
-
-
-@torch.no_grad()
-def hard_update(target: nn.Module, source: nn.Module) -> None:
-    """theta' <- theta."""
-    target.load_state_dict(source.state_dict())
-
-
-def clip_grad_norm(parameters: Iterable[torch.Tensor], max_norm: float | None) -> torch.Tensor | None:
-    """Clip the global gradient norm (the reference code uses 0.5); ``None`` turns it off.
-
-    Returns the norm before clipping, for logging.
-    """
-    if max_norm is None:
-        return None
-    return nn.utils.clip_grad_norm_(list(parameters), max_norm)
 
 
 # --- batched inference for the env runner ---
@@ -286,7 +292,7 @@ class JointActors:
         self.actors = list(actors)
         by_signature: dict = {}
         for i, actor in enumerate(self.actors):
-            signature = _layer_signature(actor)
+            signature = layer_signature(actor)
             by_signature.setdefault(("alone", i) if signature is None else signature, []).append(i)
         self.groups: list[list[int]] = list(by_signature.values())
         self.homogeneous = len(self.groups) == 1 and len(self.actors) > 1
@@ -343,7 +349,7 @@ class JointActors:
         return outputs
 
 
-def _layer_signature(actor: nn.Module) -> tuple | None:
+def layer_signature(actor: nn.Module) -> tuple | None:
     """What must match for two actors' weights to be stacked; ``None`` when they cannot be."""
     if not isinstance(actor, nn.Sequential):
         return None

@@ -130,8 +130,8 @@ class StackedMLP:
     """
 
     def __init__(self, mlps: Sequence[nn.Sequential], requires_grad: bool):
-        signature = core._layer_signature(mlps[0])
-        if signature is None or any(core._layer_signature(m) != signature for m in mlps):
+        signature = core.layer_signature(mlps[0])
+        if signature is None or any(core.layer_signature(m) != signature for m in mlps):
             raise ValueError("stacked networks must be MLPs of one shape (nn.Linear layers with biases)")
         self.shapes = [p.shape for p in mlps[0].parameters()]
         with torch.no_grad():
@@ -249,34 +249,17 @@ def _groups(kind: str, modules: Mapping[str, Any]) -> list[Group]:
     """The modules (sorted by id) grouped by their ``kind`` networks' shapes and team size."""
     by_key: dict[tuple, dict[str, Any]] = {}
     for mid in sorted(modules):
-        signature = tuple(core._layer_signature(m) for m in _mlps(modules[mid], kind))
+        signature = tuple(core.layer_signature(m) for m in _mlps(modules[mid], kind))
         if None in signature:
             raise ValueError(f"module {mid!r}: the {kind} must be an MLP of nn.Linear layers with biases")
         by_key.setdefault((signature, len(modules[mid].agents)), {})[mid] = modules[mid]
     return [Group(kind, members) for members in by_key.values()]
 
 
-def critic_input(module: Any, j: int, obs: Mapping[str, torch.Tensor], actions: Mapping[str, torch.Tensor]):
-    """Agent ``module.agents[j]``'s critic input, (B, D): [o_1..o_N, a_1..a_N] in sorted agent
-    order (centralized) or [o_i, a_i] (local), plus its one-hot index when the critic is shared."""
-    aid = module.agents[j]
-    if module.critic_kind == "centralized":
-        x = core.centralized_critic_input(
-            [obs[a] for a in module.all_agents], [actions[a] for a in module.all_agents]
-        )
-    else:
-        x = core.local_critic_input(obs[aid], actions[aid])
-    if len(module.agents) > 1:
-        agent_id = torch.zeros(x.shape[0], len(module.agents), dtype=x.dtype, device=x.device)
-        agent_id[:, j] = 1.0
-        x = torch.cat([x, agent_id], dim=-1)
-    return x
-
-
 def own_action_columns(
     module: Any, aid: str, obs_dims: Mapping[str, int], act_dims: Mapping[str, int]
 ) -> slice:
-    """Where agent ``aid``'s own action sits in its critic input (see ``critic_input``)."""
+    """Where agent ``aid``'s own action sits in its critic input (see ``core.critic_input``)."""
     if module.critic_kind == "centralized":
         before = module.all_agents[: module.all_agents.index(aid)]
         start = sum(obs_dims[a] for a in module.all_agents) + sum(act_dims[a] for a in before)
@@ -401,7 +384,7 @@ class FusedMADDPG:
             )
             return x.expand(group.size * repeat, *x.shape)
         rows = [
-            torch.cat([critic_input(module, j, obs, actions) for j in range(len(module.agents))])
+            torch.cat([core.critic_input(module, j, obs, actions) for j in range(len(module.agents))])
             for module in group.modules
         ]
         x = torch.stack(rows)

@@ -115,12 +115,12 @@ class MADDPGTorchLearner(TorchLearner):
         for j, aid in enumerate(module.agents):
             with torch.no_grad():
                 next_q = module.target_critic(
-                    self._critic_input(module, j, joint["next_obs"], joint["next_actions"])
+                    core.critic_input(module, j, joint["next_obs"], joint["next_actions"])
                 )
                 target = core.critic_target(
                     joint["rewards"][aid], next_q, joint["terminateds"][aid], cfg.gamma
                 )
-            q = module.critic(self._critic_input(module, j, joint["obs"], joint["actions"]))
+            q = module.critic(core.critic_input(module, j, joint["obs"], joint["actions"]))
             losses.append(core.critic_loss(q, target))
             q_means.append(q[0].mean())
             target_means.append(target.mean())
@@ -139,26 +139,11 @@ class MADDPGTorchLearner(TorchLearner):
         for j, aid in enumerate(module.agents):
             out = policy_out[:, j]
             actions = {**joint["actions"], aid: module.action_rule.policy(out)}
-            q_pi = module.critic(self._critic_input(module, j, joint["obs"], actions))[0]
+            q_pi = module.critic(core.critic_input(module, j, joint["obs"], actions))[0]
             losses.append(core.actor_loss(q_pi, out, cfg.actor_logit_penalty))
         loss = torch.stack(losses).mean()
         self.metrics.log_value((module_id, "actor_loss"), loss, window=1)
         return loss
-
-    def _critic_input(self, module, j: int, obs: dict, actions: dict) -> torch.Tensor:
-        """Agent ``module.agents[j]``'s critic input: all agents (centralized) or its own (local)."""
-        aid = module.agents[j]
-        if module.critic_kind == "centralized":
-            x = core.centralized_critic_input(
-                [obs[a] for a in module.all_agents], [actions[a] for a in module.all_agents]
-            )
-        else:
-            x = core.local_critic_input(obs[aid], actions[aid])
-        if len(module.agents) > 1:
-            agent_id = torch.zeros(x.shape[0], len(module.agents), dtype=x.dtype, device=x.device)
-            agent_id[:, j] = 1.0
-            x = torch.cat([x, agent_id], dim=-1)
-        return x
 
     def _gradients(self, losses: dict[ModuleID, TensorType], optimizer_name: str) -> dict:
         """Each loss's gradients w.r.t. the parameters of ``optimizer_name`` ("actor" or
