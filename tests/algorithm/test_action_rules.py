@@ -32,7 +32,9 @@ def _kind(actions: np.ndarray) -> str:
 
 def _critic_action_inputs(config) -> dict[str, np.ndarray]:
     """The action columns the target critic and the critic saw in one update (the critic is
-    called first for the TD loss, then for the actor loss)."""
+    called first for the TD loss, then for the actor loss). The per-module update calls the
+    networks themselves; the fused update is the same math (test_fused_learner_equivalence)."""
+    config = config.copy(copy_frozen=False).training(fused_update=False)
     learner, batch = built_learner(config), joint_batch(config, steps=100, rows=64)
     module = learner.module["agent_0"].unwrapped()
     seen: dict[str, list[np.ndarray]] = {"target": [], "critic": []}

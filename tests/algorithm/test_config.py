@@ -33,6 +33,7 @@ PAPER = {
     "gumbel_temperature": 1.0,
     "action_relaxation": None,
     "sequential_update": True,
+    "fused_update": True,
     "share_parameters": False,
     "store_buffer_in_checkpoints": False,
 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from maddpg_helpers import ScriptedEnv, built_learner, joint_batch, small_config
 
-from ray_maddpg.maddpg import MADDPGConfig
+from ray_maddpg.maddpg import MADDPGConfig, core
 
 
 def _modules(config, inference_only=False):
@@ -52,7 +52,7 @@ def test_critic_input_is_in_sorted_agent_order_whatever_order_the_env_lists():
     batch = learner._convert_batch_type(joint_batch(config, steps=8)).policy_batches
     obs = {aid: batch[aid]["obs"][:, 0] for aid in batch}
     actions = {aid: batch[aid]["actions"][:, 0] for aid in batch}
-    x = learner._critic_input(module, 0, obs, actions)
+    x = core.critic_input(module, 0, obs, actions)
     # Each agent's observation carries its sorted position in slot 1: 0, 1, 2 in order.
     positions = x[:, [1, 3 + 1, 6 + 1]]
     assert torch.equal(positions, torch.tensor([[0.0, 1.0, 2.0]]).expand_as(positions))

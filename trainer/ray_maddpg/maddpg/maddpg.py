@@ -70,6 +70,7 @@ class MADDPGConfig(AlgorithmConfig):
         "gumbel_temperature": (float, int),
         "action_relaxation": (str, type(None)),
         "sequential_update": (bool,),
+        "fused_update": (bool,),
         "share_parameters": (bool, dict),
         "store_buffer_in_checkpoints": (bool,),
     }
@@ -102,6 +103,7 @@ class MADDPGConfig(AlgorithmConfig):
         # "simplex" (the paper's soft vectors) needs env.continuous_actions: true.
         self.action_relaxation = None
         self.sequential_update = True  # critic step, then the actor against the updated critic
+        self.fused_update = True  # every agent's networks stacked in one update (maddpg/fused.py)
         self.share_parameters = False  # one module per team of homogeneous agents (bool or {team: bool})
         self.store_buffer_in_checkpoints = False  # include the replay buffer in checkpoints
 
@@ -137,6 +139,7 @@ class MADDPGConfig(AlgorithmConfig):
         gumbel_temperature=NotProvided,
         action_relaxation=NotProvided,
         sequential_update=NotProvided,
+        fused_update=NotProvided,
         share_parameters=NotProvided,
         store_buffer_in_checkpoints=NotProvided,
         **kwargs,
@@ -319,6 +322,8 @@ class MADDPGConfig(AlgorithmConfig):
                     f"must be null or one of {', '.join(RELAXATIONS)} (got {self.action_relaxation!r})",
                 )
             )
+        if not isinstance(self.fused_update, bool):
+            problems.append(("algorithm.fused_update", f"must be true or false (got {self.fused_update!r})"))
         if not isinstance(self.sequential_update, bool):
             problems.append(
                 ("algorithm.sequential_update", f"must be true or false (got {self.sequential_update!r})")

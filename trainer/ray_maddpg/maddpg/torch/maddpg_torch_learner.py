@@ -21,6 +21,7 @@ from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 from ray.rllib.utils.typing import ModuleID, TensorType
 
 from ray_maddpg.maddpg import core
+from ray_maddpg.maddpg.fused import FusedMADDPG
 
 ACTOR = "actor"
 CRITIC = "critic"
@@ -32,6 +33,30 @@ class MADDPGTorchLearner(TorchLearner):
     def build(self) -> None:
         super().build()
         self._next_update = 0
+        # `fused_update`: the same update as `_per_module_update`, with every agent's networks
+        # stacked (maddpg/fused.py); the modules stay the source of truth for weights and state.
+        self._fused = (
+            FusedMADDPG.from_modules(self._modules(), self.config) if self.config.fused_update else None
+        )
+
+    def _modules(self) -> dict[ModuleID, Any]:
+        return {mid: self.module[mid].unwrapped() for mid in self.module.keys()}
+
+    def _optimizers(self) -> dict[ModuleID, dict[str, torch.optim.Optimizer]]:
+        return {
+            mid: {name: self.get_optimizer(mid, name) for name in (ACTOR, CRITIC)}
+            for mid in self.module.keys()
+        }
+
+    def get_state(self, *args, **kwargs) -> dict[str, Any]:
+        if self._fused is not None:
+            self._fused.write_back(self._modules(), self._optimizers())  # Adam's state too
+        return super().get_state(*args, **kwargs)
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        super().set_state(state)
+        if self._fused is not None:
+            self._fused.load_from(self._modules(), self._optimizers())
 
     def configure_optimizers_for_module(self, module_id: ModuleID, config=None) -> None:
         module = self._module[module_id]
@@ -55,6 +80,35 @@ class MADDPGTorchLearner(TorchLearner):
 
     def _uncompiled_update(self, batch: dict[str, Any], **kwargs):
         """One MADDPG update of every module: critics, actors, then the target networks."""
+        if self._fused is None:
+            return self._per_module_update(batch)
+        return self._fused_update(batch)
+
+    def _fused_update(self, batch: dict[str, Any]):
+        """``FusedMADDPG.update`` on the batch's per-agent columns; weights written back after it."""
+        columns = {key: {} for key in ("obs", "actions", "next_obs", "rewards", "terminated")}
+        for mid, b in batch.items():
+            for j, aid in enumerate(self.module[mid].unwrapped().agents):
+                for key, column in (
+                    ("obs", Columns.OBS),
+                    ("actions", Columns.ACTIONS),
+                    ("next_obs", Columns.NEXT_OBS),
+                    ("rewards", Columns.REWARDS),
+                    ("terminated", Columns.TERMINATEDS),
+                ):
+                    columns[key][aid] = b[column][:, j]
+        self._fused.num_updates = self._next_update
+        metrics = self._fused.update({key: [v[a] for a in self._fused.agents] for key, v in columns.items()})
+        self._fused.write_back(self._modules())
+        self._next_update += 1
+        for mid, values in metrics.items():
+            for name, value in values.items():
+                self.metrics.log_value((mid, name), value, window=1)
+        losses = {mid: metrics[mid]["critic_loss"] + metrics[mid].get("actor_loss", 0.0) for mid in batch}
+        return {}, losses, {}
+
+    def _per_module_update(self, batch: dict[str, Any]):
+        """The update module by module, each agent's networks on their own."""
         cfg = self.config
         # TD3's delayed policy update: the actors (and all targets) move every
         # `policy_delay`-th update only.
