@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from ray_maddpg.envs.batched.world import World, WorldSpec
+from ray_maddpg.envs.batched.world import World, WorldSpec, where_envs
 
 
 class Scenario:
@@ -51,3 +51,27 @@ class Scenario:
 
     def load_from_mpe(self, world: World, index: int, raw_env) -> None:
         """Copy the scenario's own per-env state (goals, keys) from an mpe2 env."""
+
+
+class GoalLandmarkScenario(Scenario):
+    """A scenario in which every env draws one of ``num_goals`` landmarks as its goal at reset;
+    mpe2 keeps that goal on its first agent as ``goal_a``."""
+
+    num_goals: int
+    goal: torch.Tensor | None = None  # (B,) index of the goal landmark
+
+    def reset_world(self, world: World, mask: torch.Tensor) -> None:
+        self.draw_goal(world, mask)
+        world.reset_agents(mask)
+        world.reset_landmarks(mask)
+
+    def draw_goal(self, world: World, mask: torch.Tensor) -> None:
+        self.goal = where_envs(mask, world.integers(self.num_goals), self.goal)
+
+    def load_from_mpe(self, world: World, index: int, raw_env) -> None:
+        mpe_world = raw_env.world
+        self.goal[index] = mpe_world.landmarks.index(mpe_world.agents[0].goal_a)
+
+    def goal_pos(self, world: World) -> torch.Tensor:
+        """(B, 2) position of each env's goal landmark."""
+        return world.landmark_pos[world.env_index, self.goal]

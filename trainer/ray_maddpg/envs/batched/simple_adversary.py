@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from ray_maddpg.envs.batched.scenario import Scenario
+from ray_maddpg.envs.batched.scenario import GoalLandmarkScenario
 from ray_maddpg.envs.batched.world import (
     AgentSpec,
     LandmarkSpec,
@@ -19,18 +19,16 @@ from ray_maddpg.envs.batched.world import (
     other_agent_positions,
     padded_relative_positions,
     relative_positions,
-    where_envs,
 )
 
 
-class SimpleAdversary(Scenario):
+class SimpleAdversary(GoalLandmarkScenario):
     def __init__(
         self, N: int = 2, num_agent_neighbors: int | None = None, num_landmark_neighbors: int | None = None
     ):
-        self.num_good = N
+        self.num_good = self.num_goals = N  # one landmark per good agent
         self.num_agent_neighbors = num_agent_neighbors
         self.num_landmark_neighbors = num_landmark_neighbors
-        self.goal: torch.Tensor | None = None  # (B,) index of the goal landmark
 
     def make_world(self) -> WorldSpec:
         agent = dict(size=0.15, collide=False, silent=True)
@@ -41,19 +39,6 @@ class SimpleAdversary(Scenario):
             dim_c=2,
         )
 
-    def reset_world(self, world: World, mask: torch.Tensor) -> None:
-        self.goal = where_envs(mask, world.integers(self.num_good), self.goal)
-        world.reset_agents(mask)
-        world.reset_landmarks(mask)
-
-    def load_from_mpe(self, world: World, index: int, raw_env) -> None:
-        mpe_world = raw_env.world
-        self.goal[index] = mpe_world.landmarks.index(mpe_world.agents[0].goal_a)
-
-    def _goal_pos(self, world: World) -> torch.Tensor:
-        """(B, 2) position of each env's goal landmark."""
-        return world.landmark_pos[world.env_index, self.goal]
-
     def observation(self, world: World) -> list[torch.Tensor]:
         # good: [goal_rel_pos, landmark_positions, other_agent_positions]; adversary: without the goal
         landmarks = padded_relative_positions(
@@ -61,12 +46,12 @@ class SimpleAdversary(Scenario):
         )
         others = padded_relative_positions(other_agent_positions(world), self.num_agent_neighbors)
         seen = torch.cat([flat(landmarks), flat(others)], -1)
-        goal_rel = self._goal_pos(world)[:, None] - world.agent_pos
+        goal_rel = self.goal_pos(world)[:, None] - world.agent_pos
         good = torch.cat([goal_rel[:, 1:], seen[:, 1:]], -1)
         return [seen[:, 0], *good.unbind(1)]
 
     def reward(self, world: World) -> torch.Tensor:
-        to_goal = distance(world.agent_pos, self._goal_pos(world)[:, None])  # (B, A)
+        to_goal = distance(world.agent_pos, self.goal_pos(world)[:, None])  # (B, A)
         adversary = -to_goal[:, :1]
         # agent_reward: -(closest good agent's distance) + sum of the adversaries' distances
         good = -to_goal[:, 1:].amin(-1, keepdim=True) + to_goal[:, :1]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ray_maddpg.envs.batched.scenario import Scenario
+from ray_maddpg.envs.batched.scenario import GoalLandmarkScenario
 from ray_maddpg.envs.batched.world import AgentSpec, LandmarkSpec, World, WorldSpec, where_envs
 
 _EVE, _BOB, _ALICE = 0, 1, 2
@@ -17,9 +17,12 @@ _DIM_C = 4
 _NUM_LANDMARKS = 2
 
 
-class SimpleCrypto(Scenario):
+class SimpleCrypto(GoalLandmarkScenario):
+    """The goal is the landmark whose colour Alice encodes."""
+
+    num_goals = _NUM_LANDMARKS
+
     def __init__(self):
-        self.goal: torch.Tensor | None = None  # (B,) goal landmark, whose colour Alice encodes
         self.key: torch.Tensor | None = None  # (B,) landmark whose colour is the key
 
     def make_world(self) -> WorldSpec:
@@ -31,15 +34,14 @@ class SimpleCrypto(Scenario):
         )
 
     def reset_world(self, world: World, mask: torch.Tensor) -> None:
-        self.goal = where_envs(mask, world.integers(_NUM_LANDMARKS), self.goal)
+        self.draw_goal(world, mask)
         self.key = where_envs(mask, world.integers(_NUM_LANDMARKS), self.key)
         world.reset_agents(mask)
         world.reset_landmarks(mask)
 
     def load_from_mpe(self, world: World, index: int, raw_env) -> None:
-        mpe_world = raw_env.world
-        self.goal[index] = mpe_world.landmarks.index(mpe_world.agents[0].goal_a)
-        self.key[index] = int(np.argmax(mpe_world.agents[_ALICE].key))
+        super().load_from_mpe(world, index, raw_env)
+        self.key[index] = int(np.argmax(raw_env.world.agents[_ALICE].key))
 
     def _colour(self, world: World, landmark: torch.Tensor) -> torch.Tensor:
         """(B, dim_c) a landmark's colour: the one-hot of its index."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from ray_maddpg.envs.batched.scenario import Scenario
+from ray_maddpg.envs.batched.scenario import GoalLandmarkScenario
 from ray_maddpg.envs.batched.world import (
     AgentSpec,
     LandmarkSpec,
@@ -17,7 +17,6 @@ from ray_maddpg.envs.batched.world import (
     distance,
     flat,
     relative_positions,
-    where_envs,
 )
 
 _NUM_LANDMARKS = 2
@@ -27,9 +26,8 @@ _LANDMARK_COLOURS = [[0.1 + (0.8 if c == i + 1 else 0.0) for c in range(3)] for 
 _AGENT_COLOURS = [[0.25 + (0.5 if c == g + 1 else 0.0) for c in range(3)] for g in range(_NUM_LANDMARKS)]
 
 
-class SimplePush(Scenario):
-    def __init__(self):
-        self.goal: torch.Tensor | None = None  # (B,) goal landmark
+class SimplePush(GoalLandmarkScenario):
+    num_goals = _NUM_LANDMARKS
 
     def make_world(self) -> WorldSpec:
         return WorldSpec(
@@ -37,18 +35,6 @@ class SimplePush(Scenario):
             landmarks=tuple(LandmarkSpec(collide=False) for _ in range(_NUM_LANDMARKS)),
             dim_c=2,
         )
-
-    def reset_world(self, world: World, mask: torch.Tensor) -> None:
-        self.goal = where_envs(mask, world.integers(_NUM_LANDMARKS), self.goal)
-        world.reset_agents(mask)
-        world.reset_landmarks(mask)
-
-    def load_from_mpe(self, world: World, index: int, raw_env) -> None:
-        mpe_world = raw_env.world
-        self.goal[index] = mpe_world.landmarks.index(mpe_world.agents[0].goal_a)
-
-    def _goal_pos(self, world: World) -> torch.Tensor:
-        return world.landmark_pos[world.env_index, self.goal]
 
     def observation(self, world: World) -> list[torch.Tensor]:
         landmarks = flat(relative_positions(world, world.landmark_index))  # (B, A, 4)
@@ -59,7 +45,7 @@ class SimplePush(Scenario):
         good = torch.cat(
             [
                 world.vel[:, 1],
-                self._goal_pos(world) - world.agent_pos[:, 1],
+                self.goal_pos(world) - world.agent_pos[:, 1],
                 own_colour,
                 landmarks[:, 1],
                 colours.expand(world.num_envs, -1),
@@ -70,6 +56,6 @@ class SimplePush(Scenario):
         return [adversary, good]
 
     def reward(self, world: World) -> torch.Tensor:
-        to_goal = distance(world.agent_pos, self._goal_pos(world)[:, None])  # (B, A)
+        to_goal = distance(world.agent_pos, self.goal_pos(world)[:, None])  # (B, A)
         # adversary: the good agent's distance to the goal minus its own
         return torch.stack([to_goal[:, 1] - to_goal[:, 0], -to_goal[:, 1]], -1)
