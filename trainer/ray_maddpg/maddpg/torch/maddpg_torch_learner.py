@@ -25,6 +25,14 @@ from ray_maddpg.maddpg.fused import FusedMADDPG
 
 ACTOR = "actor"
 CRITIC = "critic"
+# The per-agent columns both updates read: our name -> RLlib's column.
+AGENT_COLUMNS = {
+    "obs": Columns.OBS,
+    "actions": Columns.ACTIONS,
+    "next_obs": Columns.NEXT_OBS,
+    "rewards": Columns.REWARDS,
+    "terminated": Columns.TERMINATEDS,
+}
 NUM_UPDATES = "maddpg_num_updates"
 """Key in ``timesteps``: how many updates the algorithm has run before this ``update()`` call."""
 
@@ -86,17 +94,7 @@ class MADDPGTorchLearner(TorchLearner):
 
     def _fused_update(self, batch: dict[str, Any]):
         """``FusedMADDPG.update`` on the batch's per-agent columns; weights written back after it."""
-        columns = {key: {} for key in ("obs", "actions", "next_obs", "rewards", "terminated")}
-        for mid, b in batch.items():
-            for j, aid in enumerate(self.module[mid].unwrapped().agents):
-                for key, column in (
-                    ("obs", Columns.OBS),
-                    ("actions", Columns.ACTIONS),
-                    ("next_obs", Columns.NEXT_OBS),
-                    ("rewards", Columns.REWARDS),
-                    ("terminated", Columns.TERMINATEDS),
-                ):
-                    columns[key][aid] = b[column][:, j]
+        columns = self._per_agent(batch)
         self._fused.num_updates = self._next_update
         metrics = self._fused.update({key: [v[a] for a in self._fused.agents] for key, v in columns.items()})
         self._fused.write_back(self._modules())
@@ -142,10 +140,20 @@ class MADDPGTorchLearner(TorchLearner):
         # updated critic, so one module's loss alone is never computed.
         raise NotImplementedError("MADDPG computes its losses in `_uncompiled_update`")
 
+    def _per_agent(self, batch: dict[str, Any]) -> dict[str, dict[str, torch.Tensor]]:
+        """Every ``AGENT_COLUMNS`` column of the joint batch as {agent id: tensor}."""
+        columns = {key: {} for key in AGENT_COLUMNS}
+        for mid, b in batch.items():
+            for j, aid in enumerate(self.module[mid].unwrapped().agents):
+                for key, column in AGENT_COLUMNS.items():
+                    columns[key][aid] = b[column][:, j]
+        return columns
+
     def _joint_view(self, batch: dict[str, Any]) -> dict[str, dict[str, torch.Tensor]]:
         """Per-agent tensors of the whole joint batch (what every centralized critic needs),
         with each agent's next action from its target actor."""
-        joint = {key: {} for key in ("obs", "actions", "next_obs", "next_actions", "rewards", "terminateds")}
+        joint = self._per_agent(batch)
+        joint["next_actions"] = {}
         cfg = self.config
         with torch.no_grad():
             for mid, b in batch.items():
@@ -154,12 +162,7 @@ class MADDPGTorchLearner(TorchLearner):
                 if cfg.target_noise > 0 and module.action_rule.kind == "tanh":
                     next_act = core.target_policy_smoothing(next_act, cfg.target_noise, cfg.target_noise_clip)
                 for j, aid in enumerate(module.agents):
-                    joint["obs"][aid] = b[Columns.OBS][:, j]
-                    joint["actions"][aid] = b[Columns.ACTIONS][:, j]
-                    joint["next_obs"][aid] = b[Columns.NEXT_OBS][:, j]
                     joint["next_actions"][aid] = next_act[:, j]
-                    joint["rewards"][aid] = b[Columns.REWARDS][:, j]
-                    joint["terminateds"][aid] = b[Columns.TERMINATEDS][:, j]
         return joint
 
     def _critic_loss(self, module_id: ModuleID, joint: dict) -> TensorType:
@@ -172,7 +175,7 @@ class MADDPGTorchLearner(TorchLearner):
                     core.critic_input(module, j, joint["next_obs"], joint["next_actions"])
                 )
                 target = core.critic_target(
-                    joint["rewards"][aid], next_q, joint["terminateds"][aid], cfg.gamma
+                    joint["rewards"][aid], next_q, joint["terminated"][aid], cfg.gamma
                 )
             q = module.critic(core.critic_input(module, j, joint["obs"], joint["actions"]))
             losses.append(core.critic_loss(q, target))
