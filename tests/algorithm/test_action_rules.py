@@ -45,8 +45,9 @@ def _critic_action_inputs(config) -> dict[str, np.ndarray]:
     module.target_critic.q_nets[0].register_forward_pre_hook(recorder("target"))
     module.critic.q_nets[0].register_forward_pre_hook(recorder("critic"))
     learner.update(batch=batch, timesteps={"num_env_steps_sampled_lifetime": 0, NUM_UPDATES: 0})
-    (target,), (_stored, actor_loss) = seen["target"], seen["critic"]
-    return {"target": target, "actor_loss": actor_loss}
+    # The actor loss queries the critic once, or once per own one-hot action ('expected').
+    (target,), (_stored, *actor_loss) = seen["target"], seen["critic"]
+    return {"target": target, "actor_loss": np.concatenate(actor_loss)}
 
 
 def _stored_actions(config) -> np.ndarray:
@@ -58,6 +59,7 @@ def _stored_actions(config) -> np.ndarray:
     ("relaxation", "continuous", "expected"),
     [
         (None, False, dict(stored="one_hot", target="one_hot", actor_loss="one_hot")),
+        ("expected", False, dict(stored="one_hot", target="one_hot", actor_loss="one_hot")),
         ("straight_through", False, dict(stored="one_hot", target="one_hot", actor_loss="one_hot")),
         ("simplex", True, dict(stored="simplex", target="simplex", actor_loss="simplex")),
         ("mixed", False, dict(stored="one_hot", target="simplex", actor_loss="simplex")),
@@ -88,6 +90,7 @@ def test_simplex_actions_reach_mpe2_as_the_same_soft_vector():
     [
         ("simplex", False, "set env.continuous_actions: true"),
         ("straight_through", True, "needs discrete actions"),
+        ("expected", True, "needs discrete actions"),
     ],
 )
 def test_a_relaxation_that_does_not_fit_the_env_actions_is_a_clear_error(
@@ -103,7 +106,9 @@ def test_a_relaxation_that_does_not_fit_the_env_actions_is_a_clear_error(
 
 def test_an_unknown_relaxation_is_refused_by_validate():
     config = small_config("simple", action_relaxation="soft")
-    with pytest.raises(ConfigError, match="algorithm.action_relaxation.*straight_through, simplex, mixed"):
+    with pytest.raises(
+        ConfigError, match="algorithm.action_relaxation.*expected, straight_through, simplex, mixed"
+    ):
         config.validate()
 
 

@@ -107,6 +107,20 @@ CASES = {
         {"continuous_actions": True},
         {"action_relaxation": "simplex", "share_parameters": True, "critic": "local", "twin_q": True},
     ),
+    "speaker-listener-expected": (
+        "simple_speaker_listener",
+        None,
+        {"action_relaxation": "expected"},
+    ),
+    "expected-shared-team-local-and-centralized": (
+        "simple_tag",
+        None,
+        {
+            "action_relaxation": "expected",
+            "share_parameters": {"adversary": True},
+            "critic": {"agent": "local"},
+        },
+    ),
     "speaker-listener-mixed-simultaneous": (
         "simple_speaker_listener",
         None,

@@ -157,6 +157,21 @@ def test_mixed_ablation_executes_one_hots_but_trains_on_soft_vectors():
     assert _is_interior_simplex_point(rule.target(logits)) and _is_interior_simplex_point(rule.policy(logits))
 
 
+def test_expected_rule_executes_samples_and_scores_the_exact_expectation_over_own_actions():
+    rule = core.ActionRule("expected")
+    logits = torch.randn(64, 5, requires_grad=True)
+    assert _is_one_hot(rule.explore(logits.detach()))
+    assert torch.equal(rule.target(logits.detach()), core.onehot_argmax(logits.detach()))
+    q_table = torch.randn(64, 5)  # a critic that is linear in the own one-hot: Q(e_k) = q_table[:, k]
+    q_pi = rule.policy_q(logits, lambda action: (action * q_table).sum(-1))
+    probs = torch.softmax(logits, -1)
+    torch.testing.assert_close(q_pi, (probs * q_table).sum(-1))
+    # d/dl_k sum_j pi_j Q_j = pi_k (Q_k - V): no sampling noise in the gradient.
+    q_pi.sum().backward()
+    value = (probs * q_table).sum(-1, keepdim=True)
+    torch.testing.assert_close(logits.grad, (probs * (q_table - value)).detach())
+
+
 def test_an_unknown_action_rule_is_refused():
     with pytest.raises(ValueError, match="unknown action rule 'soft'"):
         core.ActionRule("soft")

@@ -11,6 +11,8 @@ metrics (``result``). Definitions (paper, appendix / openai/maddpg ``benchmark_d
   of the goal landmark (mpe2's own success radius for this scenario): ``good_success`` if
   any good agent is, ``adversary_success`` if the adversary is.
 - simple_tag: ``touches`` counts (predator, prey) pairs in contact, summed over steps.
+- simple: ``final_distance`` is the agent-landmark distance at the last step;
+  ``on_landmark`` is 1 when that is below 0.1 (the issue's test of single-agent navigation).
 - simple_speaker_listener: ``target_reached`` when the listener overlaps the goal landmark
   (distance < listener.size + landmark.size) at the last step; ``final_distance`` is the
   listener-goal distance at the last step.
@@ -105,6 +107,18 @@ class TagMetrics(EpisodeMetrics):
         return {"touches": float(self.touches)}
 
 
+class SimpleMetrics(EpisodeMetrics):
+    def __init__(self) -> None:
+        self.final_distance = math.nan
+
+    def observe(self, world: Any) -> None:
+        self.final_distance = _distance(world.agents[0], world.landmarks[0])
+
+    def result(self) -> dict[str, float]:
+        on_landmark = self.final_distance < OCCUPIED_RADIUS
+        return {"final_distance": self.final_distance, "on_landmark": float(on_landmark)}
+
+
 class SpeakerListenerMetrics(EpisodeMetrics):
     def __init__(self) -> None:
         self.final_distance = math.nan
@@ -121,6 +135,7 @@ class SpeakerListenerMetrics(EpisodeMetrics):
 
 
 TRACKERS: dict[str, type[EpisodeMetrics]] = {
+    "simple": SimpleMetrics,
     "simple_spread": SpreadMetrics,
     "simple_adversary": AdversaryMetrics,
     "simple_tag": TagMetrics,

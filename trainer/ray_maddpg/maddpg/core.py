@@ -18,7 +18,7 @@ loss; a continuous actor outputs ``tanh`` in [-1, 1].
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,7 +93,7 @@ def squash(raw: torch.Tensor) -> torch.Tensor:
     return torch.tanh(raw)
 
 
-RELAXATIONS = ("straight_through", "simplex", "mixed")
+RELAXATIONS = ("expected", "straight_through", "simplex", "mixed")
 """How a logits actor's actions are formed; see ``ActionRule``. ``tanh`` is the continuous rule."""
 
 
@@ -107,18 +107,23 @@ class ActionRule:
     ==================  ======================  ===================  =======================
     rule                executed and stored     TD target (mu')      actor loss (mu)
     ==================  ======================  ===================  =======================
+    expected            one-hot of a sample     one-hot of argmax    sum_k pi_k Q(.., e_k, ..)
     straight_through    one-hot of a sample     one-hot of argmax    straight-through sample
     simplex             softmax((l + g) / T)    softmax((l + g)/T)   softmax((l + g) / T)
     mixed (ablation)    one-hot of a sample     softmax((l + g)/T)   softmax((l + g) / T)
     tanh                tanh(x) + N(0, s)       tanh(x)              tanh(x)
     ==================  ======================  ===================  =======================
 
-    ``straight_through`` is maddpg-pytorch's and EPyMARL's regime, ``simplex`` openai/maddpg's
+    ``expected`` scores the policy pi = softmax(l / T) by the exact expectation of Q over the
+    agent's own one-hot actions e_k, the others' actions fixed (``expected_q``): no sampling noise
+    and no biased straight-through gradient, at K critic passes instead of one. The sample it
+    executes is drawn from the same pi. ``straight_through``
+    is maddpg-pytorch's and EPyMARL's regime, ``simplex`` openai/maddpg's
     (the env executes the soft vector, as mpe2's continuous actions do), ``mixed`` this project's
     earlier combination, kept only as a named ablation. g ~ Gumbel(0, 1), T the temperature.
     """
 
-    kind: str = "straight_through"  # one of RELAXATIONS, or "tanh"
+    kind: str = "expected"  # one of RELAXATIONS, or "tanh"
     temperature: float = 1.0
 
     def __post_init__(self):
@@ -130,7 +135,7 @@ class ActionRule:
     @property
     def one_hot(self) -> bool:
         """Stored and executed actions are one-hots (the env takes their argmax)."""
-        return self.kind in ("straight_through", "mixed")
+        return self.kind in ("expected", "straight_through", "mixed")
 
     def explore(self, out: torch.Tensor, *, noise_std: float = 0.1, rng: np.random.Generator | None = None):
         """The action executed and stored while collecting data.
@@ -156,15 +161,25 @@ class ActionRule:
         """The next action mu'(o') in the TD target (no gradient needed)."""
         if self.kind == "tanh":
             return squash(out)
-        if self.kind == "straight_through":
+        if self.kind in ("expected", "straight_through"):
             return onehot_argmax(out)
         return gumbel_softmax(out, self.temperature)
 
     def policy(self, out: torch.Tensor) -> torch.Tensor:
-        """mu(o) in the actor loss: differentiable in ``out``."""
+        """mu(o) in the actor loss: differentiable in ``out``. For ``expected``: the probabilities
+        pi = softmax(out / T) that ``expected_q`` weighs the critic's values with."""
         if self.kind == "tanh":
             return squash(out)
+        if self.kind == "expected":
+            return F.softmax(out / self.temperature, dim=-1)
         return gumbel_softmax(out, self.temperature, hard=self.kind == "straight_through")
+
+    def policy_q(self, out: torch.Tensor, q_of: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """Q_i(.., mu_i(o_i), ..) for the actor loss, (B,); ``q_of(action)`` scores agent i's
+        action (B, A) with the other agents' actions fixed."""
+        if self.kind == "expected":
+            return expected_q(self.policy(out), q_of)
+        return q_of(self.policy(out))
 
     def to_env(self, action: torch.Tensor | np.ndarray):
         """A stored action as ``MPEMultiAgentEnv`` takes it: an index for one-hots, a [-1, 1]
@@ -173,6 +188,14 @@ class ActionRule:
         if self.one_hot:
             return action.argmax(-1)
         return action if self.kind == "tanh" else 2.0 * action - 1.0
+
+
+def expected_q(probs: torch.Tensor, q_of: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """sum_k probs_k * q_of(e_k): the exact expectation of Q over the agent's K one-hot actions,
+    (B,); differentiable in ``probs`` (and in ``q_of``'s parameters)."""
+    eye = torch.eye(probs.shape[-1], dtype=probs.dtype, device=probs.device)
+    q_each = torch.stack([q_of(e.expand_as(probs)) for e in eye], dim=-1)  # (B, K)
+    return (probs * q_each).sum(dim=-1)
 
 
 def add_exploration_noise(action: torch.Tensor, std: float) -> torch.Tensor:

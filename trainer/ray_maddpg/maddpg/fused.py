@@ -54,12 +54,12 @@ Metrics = dict[str, dict[str, torch.Tensor]]
 
 @dataclass(frozen=True)
 class FusedSettings:
-    """The update's hyperparameters; names and defaults are ``MADDPGConfig``'s (the paper's)."""
+    """The update's hyperparameters; names and defaults are ``MADDPGConfig``'s."""
 
     gamma: float = 0.95  # discount
     tau: float = 0.01  # Polyak rate of the target networks
-    actor_lr: float = 1e-2  # Adam learning rate of every actor
-    critic_lr: float = 1e-2  # Adam learning rate of every critic
+    actor_lr: float = 1e-4  # Adam learning rate of every actor
+    critic_lr: float = 1e-3  # Adam learning rate of every critic
     grad_clip: float | None = 0.5  # global gradient norm per module and network (None or 0: off)
     actor_logit_penalty: float = 1e-3  # weight of mean(actor output^2) in the actor loss
     policy_delay: int = 1  # MATD3: actors and targets move every n-th update
@@ -84,7 +84,7 @@ def plain_module(
     *,
     critic_kind: str = "centralized",
     twin_q: bool = False,
-    action_rule: str = "straight_through",
+    action_rule: str = "expected",
     temperature: float = 1.0,
     actor_hidden: Sequence[int] = (64, 64),
     critic_hidden: Sequence[int] = (64, 64),
@@ -306,6 +306,7 @@ class FusedMADDPG:
         served = sorted(a for m in self.modules.values() for a in m.agents)
         if served != sorted(self.agents) or any(list(m.all_agents) != self.agents for m in modules.values()):
             raise ValueError("the modules must serve every agent of all_agents exactly once")
+        self.rule_of = {a: m.action_rule for m in self.modules.values() for a in m.agents}
         self.actors = _groups(ACTOR, self.modules)
         self.critics = _groups(CRITIC, self.modules)
         # One fused kernel per stacked tensor (elementwise, as the per-module Adams' loops).
@@ -444,9 +445,26 @@ class FusedMADDPG:
             z = group.net(self._critic_rows(group, obs, actions), first, stop=1)
             weights = _own_action_weights(group, obs, actions)  # (G * k, A, H)
         width = weights.shape[1]
-        delta = [_pad(own[a] - actions[a], width) for module in group.modules for a in module.agents]
-        z = z + torch.bmm(torch.stack(delta), weights).view_as(z)
-        return group.net(z, first, start=1).squeeze(-1)
+        agents = [a for module in group.modules for a in module.agents]
+        expected = {self.rule_of[a].kind == "expected" for a in agents}
+        if expected == {False}:
+            delta = [_pad(own[a] - actions[a], width) for a in agents]
+            z = z + torch.bmm(torch.stack(delta), weights).view_as(z)
+            return group.net(z, first, start=1).squeeze(-1)
+        if expected != {True}:
+            raise ValueError("one critic group mixes the 'expected' action rule with others")
+        # ActionRule 'expected': Q at each one-hot e_k of the agent's own action, weighted by
+        # pi = own[a]. e_k @ W1[own rows] is row k of those weights, so each of the A inputs is
+        # the batch's first layer minus a_i's part plus one row; pi is zero-padded past an
+        # agent's own K.
+        rows, hidden = weights.shape[0], weights.shape[2]
+        taken = torch.stack([_pad(actions[a], width) for a in agents])  # (R, B, A)
+        without_own = z.view(rows, -1, hidden) - torch.bmm(taken, weights)  # (R, B, H)
+        z_each = without_own.unsqueeze(1) + weights.unsqueeze(2)  # (R, A, B, H)
+        q_each = group.net(z_each.reshape(group.size, -1, hidden), first, start=1)
+        q_each = q_each.view(rows, width, -1).transpose(1, 2)  # (R, B, A)
+        probs = torch.stack([_pad(own[a], width) for a in agents])
+        return (probs * q_each).sum(dim=-1).view(group.size, -1)
 
     def _set_gradients(self, groups: list[Group], loss: torch.Tensor, metrics: Metrics) -> None:
         """The loss's gradients for ``groups``' stacked weights, clipped per module and network."""

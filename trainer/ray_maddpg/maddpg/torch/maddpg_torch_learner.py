@@ -195,8 +195,12 @@ class MADDPGTorchLearner(TorchLearner):
         losses = []
         for j, aid in enumerate(module.agents):
             out = policy_out[:, j]
-            actions = {**joint["actions"], aid: module.action_rule.policy(out)}
-            q_pi = module.critic(core.critic_input(module, j, joint["obs"], actions))[0]
+
+            def q_of(action, j=j, aid=aid):
+                actions = {**joint["actions"], aid: action}
+                return module.critic(core.critic_input(module, j, joint["obs"], actions))[0]
+
+            q_pi = module.action_rule.policy_q(out, q_of)
             losses.append(core.actor_loss(q_pi, out, cfg.actor_logit_penalty))
         loss = torch.stack(losses).mean()
         self.metrics.log_value((module_id, "actor_loss"), loss, window=1)

@@ -1,0 +1,190 @@
+"""A learning study at the paper's budget without Ray: MADDPG (centralized critics) against DDPG
+(local critics), several seeds, everything on one device.
+
+For the GPU machine of ``bench/device_check.py`` (torch and numpy, no Ray, no mpe2). It trains
+with the same parts the RLlib trainer uses (``BatchedMPEEnv``, whose dynamics are tested equal
+to mpe2's; ``FusedMADDPG``, tested equal to the RLlib learner's update) and the loop of
+``device_check.train``: ``--envs`` envs in parallel, a replay buffer on the device, one update
+of ``--batch`` per ``--every`` env steps after ``--learning-starts``.
+
+Evaluation: the greedy policy in ``--eval-envs`` fresh envs (one episode each, a fixed seed),
+at every ``--eval-every`` env steps and at the end. Metrics, at the last step of the episode
+(``experiment/metrics.py``'s definitions):
+
+- simple_speaker_listener: ``target_reached`` (listener-goal distance below the sum of their
+  sizes) and ``final_distance``;
+- simple: ``on_landmark`` (distance below 0.1) and ``final_distance``;
+- every scenario: ``return`` (summed over agents).
+
+Each (variant, seed) runs in its own process, ``--parallel`` at a time (a small update is bound
+by kernel launches, so processes share a GPU well):
+
+    python3 bench/device_study.py --scenario simple_speaker_listener --seeds 0 1 2 --out study.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "trainer"))
+
+from device_check import Device, DeviceReplay, Stepper, policy_outputs  # noqa: E402
+
+from ray_maddpg.envs.batched import make_batched_env  # noqa: E402
+from ray_maddpg.maddpg.core import ActionRule  # noqa: E402
+from ray_maddpg.maddpg.fused import FusedMADDPG, FusedSettings, plain_modules  # noqa: E402
+
+VARIANTS = {"MADDPG": "centralized", "DDPG": "local"}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scenario", default="simple_speaker_listener")
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--steps", type=int, default=1_500_000, help="env steps per run (paper: 1.5M)")
+    p.add_argument("--envs", type=int, default=256, help="envs stepped in parallel")
+    p.add_argument("--rule", default="expected", help="core.ActionRule kind for discrete actions")
+    p.add_argument("--actor-lr", type=float, default=1e-4)
+    p.add_argument("--critic-lr", type=float, default=1e-3)
+    p.add_argument("--every", type=int, default=100, help="env steps per update (paper: 100)")
+    p.add_argument("--batch", type=int, default=1024)
+    p.add_argument("--learning-starts", type=int, default=25_600)
+    p.add_argument("--buffer", type=int, default=1_000_000)
+    p.add_argument("--eval-every", type=int, default=250_000)
+    p.add_argument("--eval-envs", type=int, default=1000)
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--parallel", type=int, default=6, help="runs at a time, one process each")
+    p.add_argument("--budget-s", type=float, default=420.0, help="stop every run after this long")
+    p.add_argument("--out", help="write the results as JSON here")
+    p.add_argument("--single", nargs=2, metavar=("VARIANT", "SEED"), help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+@torch.no_grad()
+def evaluate(learner: FusedMADDPG, rules: list[ActionRule], args, device: Device) -> dict[str, float]:
+    """The greedy policy's metrics over one episode in each of ``--eval-envs`` fresh envs."""
+    env = make_batched_env(args.scenario, args.eval_envs, device=device.torch, seed=10_000)
+    obs, total = env.reset(), torch.zeros(args.eval_envs, device=device.torch)
+    for _ in range(env.max_cycles):
+        outs = policy_outputs(learner, obs)
+        obs, rewards, _, _ = env.step([rule.greedy(o) for rule, o in zip(rules, outs, strict=True)])
+        total += rewards.sum(1)
+    metrics = {"return": float(total.mean())}
+    world = env.world
+    if args.scenario == "simple_speaker_listener":
+        listener = env.agents.index("listener_0")
+        goal = world.landmark_pos[world.env_index, env.scenario.goal]
+        distance = (world.agent_pos[:, env._world_index[listener]] - goal).norm(dim=-1)
+        reach = world.size[env._world_index[listener]] + world.size[world.num_agents]
+        metrics.update(
+            final_distance=float(distance.mean()), target_reached=float((distance < reach).float().mean())
+        )
+    elif args.scenario == "simple":
+        distance = (world.agent_pos[:, 0] - world.landmark_pos[:, 0]).norm(dim=-1)
+        metrics.update(
+            final_distance=float(distance.mean()), on_landmark=float((distance < 0.1).float().mean())
+        )
+    return metrics
+
+
+def run(args, variant: str, seed: int) -> dict:
+    """One training run; returns its settings, curve and final evaluation."""
+    device = Device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch.manual_seed(seed)
+    env = make_batched_env(args.scenario, args.envs, device=device.torch, seed=seed)
+    obs_dims = dict(zip(env.agents, env.obs_dims, strict=True))
+    act_dims = dict(zip(env.agents, env.act_dims, strict=True))
+    rule = args.rule if not env.continuous else "tanh"
+    modules = plain_modules(
+        obs_dims, act_dims, critic_kind=VARIANTS[variant], action_rule=rule, device=device.torch
+    )
+    settings = FusedSettings(actor_lr=args.actor_lr, critic_lr=args.critic_lr)
+    learner = FusedMADDPG.from_modules(modules, settings)
+    rules = [modules[a].action_rule for a in env.agents]
+    replay = DeviceReplay(args.buffer, env.obs_dims, env.act_dims, device)
+    replay.generator.manual_seed(seed)
+    stepper, curve = Stepper(env), []
+    env_steps = updates = 0
+    next_eval = args.eval_every
+    start = time.perf_counter()
+    completed = True
+    for _ in range(math.ceil(args.steps / args.envs)):
+        obs = stepper.obs
+        with torch.no_grad():
+            actions = [r.explore(o) for r, o in zip(rules, policy_outputs(learner, obs), strict=True)]
+        next_obs, rewards, terminated, _ = stepper.step(actions)
+        replay.add(obs, actions, rewards, next_obs, terminated)
+        env_steps += args.envs
+        due = max(0, (env_steps - args.learning_starts) // args.every) - updates
+        for _ in range(due):
+            learner.update(replay.sample(args.batch))
+        updates += due
+        if env_steps >= next_eval:
+            point = {"env_steps": env_steps, "seconds": round(time.perf_counter() - start, 1)}
+            point.update(evaluate(learner, rules, args, device))
+            curve.append(point)
+            print(json.dumps({"variant": variant, "seed": seed, **point}), flush=True)
+            next_eval += args.eval_every
+        if time.perf_counter() - start > args.budget_s:
+            completed = False
+            break
+    final = evaluate(learner, rules, args, device)
+    return {
+        "variant": variant,
+        "seed": seed,
+        "device": device.describe(),
+        "completed": completed,
+        "env_steps": env_steps,
+        "updates": updates,
+        "wall_s": round(time.perf_counter() - start, 1),
+        "final": final,
+        "curve": curve,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.single:
+        print("RESULT " + json.dumps(run(args, args.single[0], int(args.single[1]))), flush=True)
+        return 0
+    passthrough = [a for a in (argv if argv is not None else sys.argv[1:])]
+    jobs = [(v, s) for v in args.variants for s in args.seeds]
+    results, running = [], []
+    start = time.perf_counter()
+    while jobs or running:
+        while jobs and len(running) < args.parallel:
+            variant, seed = jobs.pop(0)
+            cmd = [sys.executable, __file__, *passthrough, "--single", variant, str(seed)]
+            running.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True))
+        for proc in list(running):
+            if proc.poll() is None:
+                continue
+            running.remove(proc)
+            for line in proc.stdout.read().splitlines():
+                if line.startswith("RESULT "):
+                    results.append(json.loads(line[len("RESULT ") :]))
+                else:
+                    print(line, flush=True)
+        time.sleep(0.5)
+    print(f"{'variant':8s} {'seed':>4s} {'steps':>9s} {'wall':>6s}  final metrics")
+    for r in sorted(results, key=lambda r: (r["variant"], r["seed"])):
+        metrics = ", ".join(f"{k} {v:.3f}" for k, v in r["final"].items())
+        print(f"{r['variant']:8s} {r['seed']:>4d} {r['env_steps']:>9,d} {r['wall_s']:>5.0f}s  {metrics}")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"args": vars(args), "runs": results}, indent=1))
+    print(f"total: {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
