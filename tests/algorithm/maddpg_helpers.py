@@ -17,12 +17,14 @@ torch.set_num_threads(1)
 def small_config(
     scenario: str = "simple_spread", env_options: dict | None = None, **training
 ) -> MADDPGConfig:
-    """A config that learns after a few hundred steps with small batches (fast tests)."""
+    """A config that learns after a few hundred steps with small batches (fast tests). Its envs
+    step mpe2 unless ``env_options`` name another backend (the batched runner has its own tests)."""
     settings = dict(num_steps_sampled_before_learning_starts=200, train_batch_size_per_learner=64)
     settings.update(training)
+    env_config = {"scenario": scenario, "max_cycles": 25, "backend": "mpe2", **(env_options or {})}
     return (
         MADDPGConfig()
-        .environment("mpe2", env_config={"scenario": scenario, "max_cycles": 25, **(env_options or {})})
+        .environment("mpe2", env_config=env_config)
         .training(**settings)
         .env_runners(num_env_runners=0, num_envs_per_env_runner=2, rollout_fragment_length=50)
         .reporting(min_sample_timesteps_per_iteration=0)

@@ -71,8 +71,11 @@ def make_joint_env(config) -> Any:
 def env_backend(config) -> str:
     """``env_config["backend"]``: ``mpe2`` or ``batched`` (mpe2's scenarios only); checked by the
     env's option validation (``envs.mpe.validate_env_config``)."""
-    backend = (config.env_config or {}).get("backend", DEFAULT_BACKEND)
-    if backend == "batched" and config.env not in (None, ENV_NAME):
+    backend = (config.env_config or {}).get("backend")
+    custom_env = config.env not in (None, ENV_NAME)
+    if backend is None:  # another env class steps one object per env, as mpe2 does
+        return "mpe2" if custom_env else DEFAULT_BACKEND
+    if backend == "batched" and custom_env:
         raise ConfigError([("env.backend", f"'batched' steps the {ENV_NAME!r} scenarios only")])
     return backend
 
