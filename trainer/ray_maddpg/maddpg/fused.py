@@ -144,10 +144,14 @@ class StackedMLP:
         self.layers = [next(linear) if isinstance(layer, nn.Linear) else layer for layer in mlps[0]]
 
     def __call__(
-        self, x: torch.Tensor, nets: slice = slice(None), start: int = 0, stop: int | None = None
+        self,
+        x: torch.Tensor,
+        nets: slice | torch.Tensor = slice(None),
+        start: int = 0,
+        stop: int | None = None,
     ) -> torch.Tensor:
         """Layers ``start:stop`` (default all): (n, rows, in) in, (n, rows, out) out, network k on
-        x[k]; ``nets`` picks some of the networks."""
+        x[k]; ``nets`` (a slice or an index tensor) picks some of the networks."""
         for layer in self.layers[start:stop]:
             if isinstance(layer, tuple):
                 x = _linear(x, layer[0][nets], layer[1][nets])
@@ -453,18 +457,41 @@ class FusedMADDPG:
             return group.net(z, first, start=1).squeeze(-1)
         if expected != {True}:
             raise ValueError("one critic group mixes the 'expected' action rule with others")
-        # ActionRule 'expected': Q at each one-hot e_k of the agent's own action, weighted by
-        # pi = own[a]. e_k @ W1[own rows] is row k of those weights, so each of the A inputs is
-        # the batch's first layer minus a_i's part plus one row; pi is zero-padded past an
-        # agent's own K.
-        rows, hidden = weights.shape[0], weights.shape[2]
-        taken = torch.stack([_pad(actions[a], width) for a in agents])  # (R, B, A)
-        without_own = z.view(rows, -1, hidden) - torch.bmm(taken, weights)  # (R, B, H)
-        z_each = without_own.unsqueeze(1) + weights.unsqueeze(2)  # (R, A, B, H)
-        q_each = group.net(z_each.reshape(group.size, -1, hidden), first, start=1)
-        q_each = q_each.view(rows, width, -1).transpose(1, 2)  # (R, B, A)
-        probs = torch.stack([_pad(own[a], width) for a in agents])
-        return (probs * q_each).sum(dim=-1).view(group.size, -1)
+        return self._expected_policy_q(
+            group, z, weights, [actions[a] for a in agents], [own[a] for a in agents]
+        )
+
+    def _expected_policy_q(self, group: Group, z, weights, taken, probs) -> torch.Tensor:
+        """ActionRule 'expected': sum_k pi_k Q_i,1(.., e_k, ..) for every row of ``group``, (G, k * B).
+
+        e_k @ W1[own rows] is row k of those weights, so agent i's K inputs are the batch's first
+        layer minus a_i's part plus one row each. Modules are taken by action width K (e.g.
+        simple_world_comm's leader has 20 actions, the others 5), so no row pays for another's K.
+        ``z``: (G, k * B, H) first layer of the batch; ``weights``: (G * k, A, H) padded;
+        ``taken`` and ``probs``: per row block (module-major, then agent) (B, K_i) tensors.
+        """
+        G, k, hidden = group.size, group.agents_per_module, weights.shape[2]
+        z = z.view(G, k, -1, hidden)
+        weights = weights.view(G, k, *weights.shape[1:])
+        widths = [probs[g * k].shape[-1] for g in range(G)]
+        q = [None] * G
+        for width in sorted(set(widths)):
+            members = [g for g in range(G) if widths[g] == width]
+            rows = [g * k + j for g in members for j in range(k)]
+            w = weights[members, :, :width].flatten(0, 1)  # (S * k, K, H)
+            a = torch.stack([taken[r] for r in rows])  # (S * k, B, K)
+            without_own = z[members].flatten(0, 1) - torch.bmm(a, w)  # (S * k, B, H)
+            z_each = without_own.unsqueeze(1) + w.unsqueeze(2)  # (S * k, K, B, H)
+            # Each member's first critic (a slice, no weight copy, when all modules are members).
+            nets = slice(None, None, group.nets_per_module)
+            if len(members) < G:
+                nets = torch.tensor(members, device=z.device) * group.nets_per_module
+            q_each = group.net(z_each.reshape(len(members), -1, hidden), nets, start=1)
+            q_each = q_each.view(len(rows), width, -1).transpose(1, 2)  # (S * k, B, K)
+            value = (torch.stack([probs[r] for r in rows]) * q_each).sum(dim=-1).view(len(members), -1)
+            for i, g in enumerate(members):
+                q[g] = value[i]
+        return torch.stack(q)
 
     def _set_gradients(self, groups: list[Group], loss: torch.Tensor, metrics: Metrics) -> None:
         """The loss's gradients for ``groups``' stacked weights, clipped per module and network."""
