@@ -44,6 +44,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "trainer"))
 
 from ray_maddpg.envs.batched import BatchedMPEEnv, make_batched_env  # noqa: E402
+from ray_maddpg.maddpg.batch import JointBatch  # noqa: E402
 from ray_maddpg.maddpg.core import ActionRule, JointActors  # noqa: E402
 from ray_maddpg.maddpg.fused import FusedMADDPG, FusedSettings, plain_modules  # noqa: E402
 
@@ -191,7 +192,7 @@ class DeviceReplay:
     """A ring buffer of joint transitions as tensors on one device (no host round trip).
 
     Rows hold every agent's columns side by side (sorted agent order); ``sample`` returns the
-    layout ``FusedMADDPG.update`` takes (``JointReplayBuffer.sample_torch``'s).
+    ``JointBatch`` of tensors that ``FusedMADDPG.update`` takes (no truncations: all zeros).
     """
 
     def __init__(self, capacity: int, obs_dims: Sequence[int], act_dims: Sequence[int], device: Device):
@@ -223,16 +224,18 @@ class DeviceReplay:
         self.pos = (self.pos + batch) % self.capacity
         self.size = min(self.size + batch, self.capacity)
 
-    def sample(self, batch: int) -> dict:
+    def sample(self, batch: int) -> JointBatch:
         idx = torch.randint(self.size, (batch,), device=self.obs.device, generator=self.generator)
         n = len(self.obs_dims)
-        return {
-            "obs": list(self.obs[idx].split(self.obs_dims, dim=1)),
-            "next_obs": list(self.next_obs[idx].split(self.obs_dims, dim=1)),
-            "actions": list(self.actions[idx].split(self.act_dims, dim=1)),
-            "rewards": self.rewards[idx],
-            "terminated": self.terminated[idx, None].expand(batch, n),
-        }
+        terminated = self.terminated[idx, None].expand(batch, n)
+        return JointBatch(
+            obs=list(self.obs[idx].split(self.obs_dims, dim=1)),
+            actions=list(self.actions[idx].split(self.act_dims, dim=1)),
+            rewards=self.rewards[idx],
+            next_obs=list(self.next_obs[idx].split(self.obs_dims, dim=1)),
+            terminated=terminated,
+            truncated=torch.zeros_like(terminated),
+        )
 
 
 def setup(scenario: str, num_envs: int, device: Device, buffer_size: int, **options):

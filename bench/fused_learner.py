@@ -5,7 +5,7 @@ of running the same update on the same modules:
 
 - ``learner``: RLlib's ``Learner.update`` of the per-module learner (batch conversion included);
 - ``learner_step``: that learner's update step alone (``_uncompiled_update``) on ready tensors;
-- ``fused``: ``FusedMADDPG.update`` with its batch from ``JointReplayBuffer.sample_torch``.
+- ``fused``: ``FusedMADDPG.update`` with its batch from ``JointReplayBuffer.sample`` as tensors.
 
 They alternate in rounds, one update each, so that all see the same machine (a shared box
 drifts). Per update it records wall time and the thread's CPU time (``time.thread_time``, which
@@ -25,10 +25,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from throughput import random_replay
+from throughput import learners
 
 from ray_maddpg.maddpg import MADDPGConfig
-from ray_maddpg.maddpg.fused import FusedMADDPG
 from ray_maddpg.maddpg.maddpg import joint_train_batch
 from ray_maddpg.maddpg.torch.maddpg_torch_learner import NUM_UPDATES
 
@@ -44,27 +43,23 @@ def updates(scenario: str, env_options: dict):
         .env_runners(num_env_runners=0, num_envs_per_env_runner=1)
         .debugging(seed=0)
     )
-    learner = config.build_learner()
-    learner.build()
-    runner, buffer = random_replay(config)
-    modules = {aid: [aid] for aid in runner.agents}
+    learner, fused, buffer, layout = learners(config)
     size = config.train_batch_size_per_learner
-    fused = FusedMADDPG.from_modules({mid: learner.module[mid].unwrapped() for mid in modules}, config)
 
     def learner_update(n: int) -> None:
-        batch = joint_train_batch(buffer.sample(size), modules, runner.agents)
+        batch = joint_train_batch(buffer.sample(size), layout)
         learner.update(batch=batch, timesteps={NUM_UPDATES: n})
 
     def learner_step(n: int) -> None:
-        batch = joint_train_batch(buffer.sample(size), modules, runner.agents).policy_batches
+        batch = joint_train_batch(buffer.sample(size), layout).policy_batches
         learner._uncompiled_update(
             {m: {k: torch.from_numpy(np.asarray(v)) for k, v in b.items()} for m, b in batch.items()}
         )
 
     def fused_update(n: int) -> None:
-        fused.update(buffer.sample_torch(size))
+        fused.update(buffer.sample(size).to_torch())
 
-    return len(runner.agents), {
+    return len(layout.agents), {
         "learner": learner_update,
         "learner_step": learner_step,
         "fused": fused_update,

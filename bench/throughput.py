@@ -31,8 +31,7 @@ from ray_maddpg.experiment.runner import connect
 from ray_maddpg.maddpg import MADDPGConfig
 from ray_maddpg.maddpg.env_runner import JointEnvRunner
 from ray_maddpg.maddpg.fused import FusedMADDPG
-from ray_maddpg.maddpg.maddpg import joint_train_batch
-from ray_maddpg.maddpg.replay import JointReplayBuffer
+from ray_maddpg.maddpg.maddpg import joint_train_batch, random_replay
 from ray_maddpg.maddpg.torch.maddpg_torch_learner import NUM_UPDATES
 
 SCENARIO = "simple_spread"
@@ -70,7 +69,7 @@ def raw_rate(seconds: float) -> float:
 def sampling_rate(seconds: float, runner: JointEnvRunner) -> float:
     steps, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        steps += len(runner.sample()["terminated"])
+        steps += len(runner.sample())
     return steps / (time.perf_counter() - start)
 
 
@@ -102,17 +101,14 @@ def batched_sampling(seconds: float) -> dict:
     return {"raw_env_steps_per_s_before": raw, "rows": rows}
 
 
-def random_replay(cfg: MADDPGConfig, rows: int = 4096) -> tuple[JointEnvRunner, JointReplayBuffer]:
-    """An env runner of ``cfg`` and a replay buffer of ``rows`` random-action joint transitions."""
-    runner = JointEnvRunner(config=cfg)
-    data = runner.sample(num_timesteps=rows, random_actions=True)
-    buffer = JointReplayBuffer(
-        rows, [o.shape[1] for o in data["obs"]], [a.shape[1] for a in data["actions"]], seed=0
-    )
-    buffer.add_batch(
-        data["obs"], data["actions"], data["rewards"], data["next_obs"], data["terminated"], data["truncated"]
-    )
-    return runner, buffer
+def learners(cfg: MADDPGConfig) -> tuple:
+    """The per-module learner of ``cfg`` (built), a ``FusedMADDPG`` over copies of its modules, a
+    ``random_replay`` of 4096 rows and the agents' layout."""
+    learner = cfg.build_learner()
+    learner.build()
+    layout = cfg.agent_layout()
+    fused = FusedMADDPG.from_modules({mid: learner.module[mid].unwrapped() for mid in layout.modules}, cfg)
+    return learner, fused, random_replay(cfg, 4096), layout
 
 
 def learner_rates(seconds: float, updates_per_call: int = 10, rounds: int = 5) -> dict:
@@ -121,20 +117,16 @@ def learner_rates(seconds: float, updates_per_call: int = 10, rounds: int = 5) -
     tensors), measured in alternating rounds so that both see the same machine (a shared box
     drifts); the speedup is the median of the rounds' ratios."""
     cfg = config(0, 1)
-    learner = cfg.build_learner()
-    learner.build()
-    runner, buffer = random_replay(cfg)
-    modules = {aid: [aid] for aid in runner.agents}
+    learner, fused, buffer, layout = learners(cfg)
     size = cfg.train_batch_size_per_learner
-    fused = FusedMADDPG.from_modules({mid: learner.module[mid].unwrapped() for mid in modules}, cfg)
 
     def per_module_update(n: int) -> None:
-        batch = joint_train_batch(buffer.sample(size * updates_per_call), modules, runner.agents)
+        batch = joint_train_batch(buffer.sample(size * updates_per_call), layout)
         learner.update(batch=batch, minibatch_size=size, num_epochs=1, timesteps={NUM_UPDATES: n})
 
     def fused_update(n: int) -> None:
         for _ in range(updates_per_call):
-            fused.update(buffer.sample_torch(size))
+            fused.update(buffer.sample(size).to_torch())
 
     def rate(update, seconds: float) -> float:
         updates, start = 0, time.perf_counter()

@@ -39,24 +39,9 @@ def maddpg_config(batch: int, device: str):
 
 def joint_batch(config, rows: int):
     """``rows`` joint transitions of real env steps, one batch per agent module."""
-    from ray_maddpg.maddpg.env_runner import JointEnvRunner
-    from ray_maddpg.maddpg.maddpg import joint_train_batch
-    from ray_maddpg.maddpg.replay import JointReplayBuffer
+    from ray_maddpg.maddpg.maddpg import random_train_batch
 
-    runner = JointEnvRunner(config=config)
-    data = runner.sample(num_timesteps=rows, random_actions=True)
-    buffer = JointReplayBuffer(
-        rows, [o.shape[1] for o in data["obs"]], [a.shape[1] for a in data["actions"]], seed=0
-    )
-    buffer.add_batch(
-        data["obs"], data["actions"], data["rewards"], data["next_obs"], data["terminated"], data["truncated"]
-    )
-    module_of = config.agent_to_module(runner.agents)
-    modules = {
-        mid: [a for a in runner.agents if module_of[a] == mid] for mid in sorted(set(module_of.values()))
-    }
-    runner.stop()
-    return joint_train_batch(buffer.sample(rows), modules, runner.agents), len(runner.agents)
+    return random_train_batch(config, rows, rows), len(config.agent_layout().agents)
 
 
 def losses_of(results) -> list[float]:

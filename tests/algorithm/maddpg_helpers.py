@@ -7,9 +7,7 @@ import numpy as np
 import torch
 
 from ray_maddpg.maddpg import MADDPGConfig
-from ray_maddpg.maddpg.env_runner import JointEnvRunner
-from ray_maddpg.maddpg.maddpg import joint_train_batch
-from ray_maddpg.maddpg.replay import JointReplayBuffer
+from ray_maddpg.maddpg.maddpg import random_train_batch
 
 torch.set_num_threads(1)
 
@@ -34,21 +32,7 @@ def small_config(
 
 def joint_batch(config: MADDPGConfig, steps: int = 200, rows: int | None = None):
     """A train batch from real env steps (random actions), aligned across modules."""
-    runner = JointEnvRunner(config=config)
-    data = runner.sample(num_timesteps=steps, random_actions=True)
-    buffer = JointReplayBuffer(
-        steps, [o.shape[1] for o in data["obs"]], [a.shape[1] for a in data["actions"]], seed=0
-    )
-    buffer.add_batch(
-        data["obs"], data["actions"], data["rewards"], data["next_obs"], data["terminated"], data["truncated"]
-    )
-    module_of = config.agent_to_module(runner.agents)
-    modules = {
-        mid: [a for a in runner.agents if module_of[a] == mid] for mid in sorted(set(module_of.values()))
-    }
-    return joint_train_batch(
-        buffer.sample(rows or config.train_batch_size_per_learner), modules, runner.agents
-    )
+    return random_train_batch(config, steps, rows or config.train_batch_size_per_learner)
 
 
 def built_learner(config: MADDPGConfig):

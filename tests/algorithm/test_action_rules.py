@@ -52,7 +52,7 @@ def _critic_action_inputs(config) -> dict[str, np.ndarray]:
 
 def _stored_actions(config) -> np.ndarray:
     runner = JointEnvRunner(config=config)
-    return runner.sample(num_timesteps=50)["actions"][0]
+    return runner.sample(num_timesteps=50).actions[0]
 
 
 @pytest.mark.parametrize(
@@ -80,7 +80,7 @@ def test_simplex_actions_reach_mpe2_as_the_same_soft_vector():
     env = runner.env[0]
     original = env._to_mpe_action
     env._to_mpe_action = lambda action: sent.append(original(action)) or sent[-1]
-    stored = runner.sample(num_timesteps=runner.num_envs * 3)["actions"][0]
+    stored = runner.sample(num_timesteps=runner.num_envs * 3).actions[0]
     # Rows are (step, env); env 0 holds rows 0, num_envs, 2 * num_envs.
     np.testing.assert_allclose(np.stack(sent), stored[:: runner.num_envs], atol=1e-6)
 

@@ -32,12 +32,12 @@ def per_env(rows: np.ndarray) -> np.ndarray:
 def test_each_rows_next_obs_is_the_next_rows_obs_of_the_same_env_until_its_episode_ends():
     runner = batched_runner()
     first, second = runner.sample(), runner.sample()
-    truncated = per_env(first["truncated"])
-    assert not first["terminated"].any()
+    truncated = per_env(first.truncated)
+    assert not first.terminated.any()
     # Episodes of max_cycles steps, all envs in step: truncated exactly at steps 24 and 49.
     assert np.array_equal(np.flatnonzero(truncated.all(axis=1)), [24, 49])
     assert truncated.sum() == 2 * NUM_ENVS
-    for obs, next_obs, later in zip(first["obs"], first["next_obs"], second["obs"], strict=True):
+    for obs, next_obs, later in zip(first.obs, first.next_obs, second.obs, strict=True):
         obs, next_obs = per_env(obs), per_env(next_obs)
         continues = ~truncated[:-1]
         assert np.array_equal(next_obs[:-1][continues], obs[1:][continues])
@@ -56,7 +56,7 @@ def test_the_env_receives_the_stored_actions_in_mpe2_units(env_options, relaxati
     runner = batched_runner("simple", env_options, action_relaxation=relaxation, exploration_noise=0.5)
     rule = runner._rules[0]
     data = runner.sample()
-    (actions,), (obs,), (next_obs,) = data["actions"], data["obs"], data["next_obs"]
+    (actions,), (obs,), (next_obs,) = data.actions, data.obs, data.next_obs
     if rule.one_hot:
         assert set(np.unique(actions)) == {0.0, 1.0} and np.array_equal(actions.sum(1), np.ones(len(actions)))
     elif rule.kind == "simplex":
@@ -75,7 +75,7 @@ def test_metrics_report_every_finished_episode_with_rllibs_keys():
     data = runner.sample(num_timesteps=NUM_ENVS * 2 * MAX_CYCLES)
     metrics = runner.get_metrics()
     # Two whole episodes per env: (episode, step, env, agent) -> each episode's agent returns.
-    returns = data["rewards"].reshape(2, MAX_CYCLES, NUM_ENVS, 3).sum(axis=1).reshape(-1, 3)
+    returns = data.rewards.reshape(2, MAX_CYCLES, NUM_ENVS, 3).sum(axis=1).reshape(-1, 3)
     assert metrics["num_episodes"].peek() == 2 * NUM_ENVS
     assert metrics["num_env_steps_sampled_lifetime"].peek() == 2 * MAX_CYCLES * NUM_ENVS
     assert metrics["episode_len_mean"].peek() == MAX_CYCLES
@@ -88,8 +88,10 @@ def test_metrics_report_every_finished_episode_with_rllibs_keys():
 def test_the_runners_seed_makes_its_rows_reproducible():
     first, again, other = (batched_runner(seed=seed).sample() for seed in (0, 0, 1))
     for key in ("obs", "actions"):
-        assert all(np.array_equal(a, b) for a, b in zip(first[key], again[key], strict=True))
-    assert not np.array_equal(first["obs"][0], other["obs"][0])
+        assert all(
+            np.array_equal(a, b) for a, b in zip(getattr(first, key), getattr(again, key), strict=True)
+        )
+    assert not np.array_equal(first.obs[0], other.obs[0])
 
 
 def test_an_unknown_backend_is_a_config_error_naming_env_backend_and_the_allowed_values():

@@ -20,34 +20,34 @@ def _scripted_runner(num_envs: int = 3) -> JointEnvRunner:
 
 def test_each_row_holds_every_agents_data_from_the_same_env_step():
     data = _scripted_runner().sample()
-    steps = [o[:, 0] for o in data["obs"]]
+    steps = [o[:, 0] for o in data.obs]
     assert all(np.array_equal(steps[0], s) for s in steps)
-    assert all(np.array_equal(steps[0] + 1, o[:, 0]) for o in data["next_obs"])
+    assert all(np.array_equal(steps[0] + 1, o[:, 0]) for o in data.next_obs)
     # Rewards encode the step after the action: obs step + 1, for every agent.
-    assert np.array_equal(data["rewards"], np.repeat((steps[0] + 1)[:, None], 3, axis=1))
+    assert np.array_equal(data.rewards, np.repeat((steps[0] + 1)[:, None], 3, axis=1))
 
 
 def test_agents_come_in_sorted_order_with_their_own_widths():
     runner = _scripted_runner()
     data = runner.sample()
     assert runner.agents == ["alpha_0", "alpha_1", "zeta_0"]
-    assert [o.shape[1] for o in data["obs"]] == [3, 3, 4]
-    assert [o[0, 1] for o in data["obs"]] == [0, 1, 2]
+    assert [o.shape[1] for o in data.obs] == [3, 3, 4]
+    assert [o[0, 1] for o in data.obs] == [0, 1, 2]
 
 
 def test_several_envs_step_in_one_sample_and_truncate_at_max_cycles():
     data = _scripted_runner(num_envs=3).sample()
-    assert len(data["terminated"]) == 6 * 3
+    assert len(data) == 6 * 3
     # Episodes of 4 steps: the 4th step of each env is truncated, never terminated.
-    assert data["truncated"].sum() == 3 and not data["terminated"].any()
+    assert data.truncated.sum() == 3 and not data.terminated.any()
 
 
 def test_discrete_actions_are_one_hot_and_greedy_without_exploration():
     runner = JointEnvRunner(config=small_config())
     explore = runner.sample(explore=True)
-    assert all(np.array_equal(a.sum(axis=1), np.ones(len(a))) for a in explore["actions"])
+    assert all(np.array_equal(a.sum(axis=1), np.ones(len(a))) for a in explore.actions)
     greedy = runner.sample(explore=False)
-    for obs, actions, aid in zip(greedy["obs"], greedy["actions"], runner.agents, strict=True):
+    for obs, actions, aid in zip(greedy.obs, greedy.actions, runner.agents, strict=True):
         logits = runner.module[aid].actor(torch.from_numpy(obs)).detach().numpy()
         assert np.array_equal(actions.argmax(1), logits.argmax(1))
 
@@ -56,7 +56,7 @@ def test_continuous_actions_stay_in_minus_one_to_one():
     runner = JointEnvRunner(
         config=small_config(env_options={"continuous_actions": True}, exploration_noise=0.5)
     )
-    actions = np.concatenate(runner.sample()["actions"])
+    actions = np.concatenate(runner.sample().actions)
     assert actions.min() >= -1.0 and actions.max() <= 1.0 and actions.min() < 0.0
 
 

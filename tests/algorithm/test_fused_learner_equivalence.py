@@ -18,10 +18,9 @@ import torch
 from maddpg_helpers import built_learner, small_config
 from ray.rllib.policy.sample_batch import MultiAgentBatch
 
-from ray_maddpg.maddpg.env_runner import JointEnvRunner
+from ray_maddpg.maddpg.batch import JointBatch
 from ray_maddpg.maddpg.fused import FusedMADDPG
-from ray_maddpg.maddpg.maddpg import joint_train_batch
-from ray_maddpg.maddpg.replay import JointReplayBuffer
+from ray_maddpg.maddpg.maddpg import joint_train_batch, random_replay
 from ray_maddpg.maddpg.torch.maddpg_torch_learner import NUM_UPDATES
 
 NETWORKS = ("actor", "critic", "target_actor", "target_critic")
@@ -29,20 +28,11 @@ ROWS = 64
 TOLERANCE = dict(rtol=1e-9, atol=1e-9)
 
 
-def _batches(config, count: int, dtype=torch.float64) -> list[tuple[MultiAgentBatch, dict, dict]]:
+def _batches(config, count: int, dtype=torch.float64) -> list[tuple[MultiAgentBatch, dict, JointBatch]]:
     """``count`` joint batches of ROWS rows, each three ways: as RLlib's ``Learner.update``
     takes it, as the per-module update takes it (module id -> tensors, agents along axis 1,
     in ``dtype``) and as the fused update takes it (per-agent tensors in ``dtype``)."""
-    runner = JointEnvRunner(config=config)
-    data = runner.sample(num_timesteps=200, random_actions=True)
-    buffer = JointReplayBuffer(
-        200, [o.shape[1] for o in data["obs"]], [a.shape[1] for a in data["actions"]], seed=0
-    )
-    buffer.add_batch(
-        data["obs"], data["actions"], data["rewards"], data["next_obs"], data["terminated"], data["truncated"]
-    )
-    module_of = config.agent_to_module(runner.agents)
-    modules = {m: [a for a in runner.agents if module_of[a] == m] for m in sorted(set(module_of.values()))}
+    buffer, layout = random_replay(config, 200), config.agent_layout()
 
     def tensor(array):
         t = torch.as_tensor(np.asarray(array))
@@ -51,13 +41,11 @@ def _batches(config, count: int, dtype=torch.float64) -> list[tuple[MultiAgentBa
     batches = []
     for _ in range(count):
         sample = buffer.sample(ROWS)
-        rllib_batch = joint_train_batch(sample, modules, runner.agents)
+        rllib_batch = joint_train_batch(sample, layout)
         per_module = {
             mid: {k: tensor(v) for k, v in b.items()} for mid, b in rllib_batch.policy_batches.items()
         }
-        per_agent = {k: [tensor(x) for x in sample[k]] for k in ("obs", "actions", "next_obs")}
-        per_agent.update(rewards=tensor(sample["rewards"]), terminated=tensor(sample["terminated"]))
-        batches.append((rllib_batch, per_module, per_agent))
+        batches.append((rllib_batch, per_module, sample.map(tensor)))
     return batches
 
 

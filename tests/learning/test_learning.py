@@ -16,7 +16,6 @@ import torch
 from ray_maddpg.envs.mpe import make_env
 from ray_maddpg.experiment.evaluate import run_episodes
 from ray_maddpg.maddpg import MADDPGConfig
-from ray_maddpg.maddpg.env_runner import agent_layout, make_joint_env
 from ray_maddpg.maddpg.policy import DeterministicPolicy
 
 pytestmark = pytest.mark.learning
@@ -85,16 +84,8 @@ def greedy_metrics(algo, episodes: int = 100) -> dict[str, float]:
     """The greedy policy's mean metrics over ``episodes`` fixed evaluation episodes on mpe2
     (``ray-maddpg evaluate``'s code: ``DeterministicPolicy`` and ``run_episodes``)."""
     config = algo.config
-    modules = {mid: algo.get_module(mid) for mid in set(config.agent_to_module(agent_ids(config)).values())}
+    modules = {mid: algo.get_module(mid) for mid in config.agent_layout().modules}
     return run_episodes(DeterministicPolicy(config, modules), episodes, seed=10_000).flat_means()
-
-
-def agent_ids(config) -> list[str]:
-    env = make_joint_env(config)
-    try:
-        return agent_layout(env)["agents"]
-    finally:
-        env.close()
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -22,6 +22,7 @@ from ray_maddpg.envs import SCENARIOS as MPE_SCENARIOS
 from ray_maddpg.envs import make_env
 from ray_maddpg.envs.batched import SCENARIOS, make_batched_env, scenario_options
 from ray_maddpg.errors import ConfigError
+from ray_maddpg.maddpg.layout import AgentLayout
 
 ATOL = 1e-5
 BATCH = 20  # mpe2 envs stepped side by side with one batched env of BATCH envs
@@ -135,8 +136,8 @@ def run_episodes(scenario: str, options: dict, continuous: bool, episodes: int, 
         scenario, BATCH, dtype=torch.float64, continuous_actions=continuous, seed=seed, **options
     )
     assert env.agents == mpe_envs[0].possible_agents
-    assert env.obs_dims == mpe_envs[0].obs_dims
-    assert env.act_dims == mpe_envs[0].act_dims
+    layout = AgentLayout.from_env(mpe_envs[0])
+    assert (env.obs_dims, env.act_dims) == (layout.obs_sizes, layout.act_sizes)
     nobody = torch.zeros(BATCH, dtype=torch.bool)
     for start in range(0, episodes, BATCH):
         mpe_obs = [e.reset_joint(seed=seed * 100_000 + start + k) for k, e in enumerate(mpe_envs)]
@@ -278,11 +279,12 @@ def test_spaces_match_the_mpe2_wrapper():
     for scenario in SCENARIOS:
         for continuous in (False, True):
             mpe = make_env(scenario, continuous_actions=continuous)
+            layout = AgentLayout.from_env(mpe)
             env = make_batched_env(scenario, 2, continuous_actions=continuous)
             assert (env.agents, env.obs_dims, env.act_dims) == (
-                mpe.possible_agents,
-                mpe.obs_dims,
-                mpe.act_dims,
+                list(layout.agents),
+                layout.obs_sizes,
+                layout.act_sizes,
             )
             assert env.discrete == [not continuous] * len(env.agents) and env.max_cycles == mpe.max_cycles
 

@@ -45,7 +45,8 @@ def quick_run(tmp_path_factory):
 def test_the_ray_free_parts_import_without_ray_or_mpe2():
     code = (
         "import sys; import ray_maddpg.envs.batched, ray_maddpg.maddpg.fused, ray_maddpg.maddpg.core,"
-        " ray_maddpg.maddpg.replay; sys.exit(sorted(m for m in sys.modules"
+        " ray_maddpg.maddpg.replay, ray_maddpg.maddpg.batch, ray_maddpg.maddpg.layout;"
+        " sys.exit(sorted(m for m in sys.modules"
         f" if m.split('.')[0] in {FORBIDDEN!r}) or None)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
@@ -103,9 +104,9 @@ def test_the_device_replay_wraps_around_and_samples_the_learners_layout():
     assert replay.size == 5 and replay.pos == 2
     assert replay.obs[:, 0].tolist() == [5, 6, 2, 3, 4]
     batch = replay.sample(64)
-    assert [o.shape for o in batch["obs"]] == [(64, 2), (64, 1)]
-    assert [a.shape for a in batch["actions"]] == [(64, 3), (64, 3)]
-    assert batch["rewards"].shape == batch["terminated"].shape == (64, 2)
-    assert set(batch["obs"][0][:, 0].tolist()) <= {2.0, 3.0, 4.0, 5.0, 6.0}
-    torch.testing.assert_close(batch["next_obs"][1], batch["obs"][1] + 100)
-    torch.testing.assert_close(batch["rewards"][:, 0], batch["obs"][0][:, 0])
+    assert [o.shape for o in batch.obs] == [(64, 2), (64, 1)]
+    assert [a.shape for a in batch.actions] == [(64, 3), (64, 3)]
+    assert batch.rewards.shape == batch.terminated.shape == (64, 2)
+    assert set(batch.obs[0][:, 0].tolist()) <= {2.0, 3.0, 4.0, 5.0, 6.0}
+    torch.testing.assert_close(batch.next_obs[1], batch.obs[1] + 100)
+    torch.testing.assert_close(batch.rewards[:, 0], batch.obs[0][:, 0])

@@ -19,6 +19,7 @@ from ray_maddpg.envs import (
     validate_env_config,
 )
 from ray_maddpg.errors import ConfigError
+from ray_maddpg.maddpg.layout import AgentLayout
 
 
 def random_actions(env, rng):
@@ -55,7 +56,7 @@ def test_scenario_options_match_the_mpe2_constructor(scenario):
 def test_simple_adversary_has_observation_sizes_8_and_10():
     env = make_env("simple_adversary")
     assert env.possible_agents == ["adversary_0", "agent_0", "agent_1"]
-    assert env.obs_dims == [8, 10, 10]
+    assert AgentLayout.from_env(env).obs_sizes == [8, 10, 10]
     assert env.observation_space["adversary_0"].shape == (8,)
 
 
@@ -63,7 +64,7 @@ def test_simple_world_comm_exposes_each_agents_own_spaces():
     env = make_env("simple_world_comm")
     assert env.action_spaces["leadadversary_0"].n == 20  # move x say
     assert env.action_spaces["agent_0"].n == 5
-    assert env.obs_dims[env.possible_agents.index("agent_0")] == 28
+    assert AgentLayout.from_env(env).obs_dims["agent_0"] == 28
 
 
 def test_n_option_sets_the_number_of_simple_spread_agents():

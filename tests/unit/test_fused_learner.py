@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from ray_maddpg.maddpg import core
+from ray_maddpg.maddpg.batch import JointBatch
 from ray_maddpg.maddpg.fused import (
     FusedMADDPG,
     FusedSettings,
@@ -55,13 +56,12 @@ def modules(**kwargs):
 
 def batch(seed=0):
     g = torch.Generator().manual_seed(seed)
-    return {
-        "obs": [torch.randn(B, OBS[a], generator=g) for a in AGENTS],
-        "actions": [torch.rand(B, ACT[a], generator=g) * 2 - 1 for a in AGENTS],
-        "next_obs": [torch.randn(B, OBS[a], generator=g) for a in AGENTS],
-        "rewards": torch.randn(B, len(AGENTS), generator=g),
-        "terminated": torch.rand(B, len(AGENTS), generator=g) < 0.1,
-    }
+    obs = [torch.randn(B, OBS[a], generator=g) for a in AGENTS]
+    actions = [torch.rand(B, ACT[a], generator=g) * 2 - 1 for a in AGENTS]
+    next_obs = [torch.randn(B, OBS[a], generator=g) for a in AGENTS]
+    rewards = torch.randn(B, len(AGENTS), generator=g)
+    terminated = torch.rand(B, len(AGENTS), generator=g) < 0.1
+    return JointBatch(obs, actions, rewards, next_obs, terminated, torch.zeros_like(terminated))
 
 
 def params(nets) -> list[torch.Tensor]:
@@ -124,7 +124,7 @@ def test_one_adam_over_stacked_weights_steps_each_slice_as_its_own_adam_would():
 @pytest.mark.parametrize("critic_kind", ["centralized", "local"])
 def test_own_action_columns_point_at_the_agents_action_in_its_critic_input(critic_kind):
     b = batch()
-    obs, actions = dict(zip(AGENTS, b["obs"], strict=True)), dict(zip(AGENTS, b["actions"], strict=True))
+    obs, actions = dict(zip(AGENTS, b.obs, strict=True)), dict(zip(AGENTS, b.actions, strict=True))
     for m in modules(critic_kind=critic_kind).values():
         for j, aid in enumerate(m.agents):
             x = core.critic_input(m, j, obs, actions)
@@ -145,7 +145,7 @@ def test_a_module_learns_only_from_its_own_loss():
         mods = modules(twin=True)
         fused = FusedMADDPG(mods, FusedSettings())
         b = batch()
-        b["rewards"][:, AGENTS.index("b_0")] = reward_of_b
+        b.rewards[:, AGENTS.index("b_0")] = reward_of_b
         fused.update(b)
         fused.write_back(mods)
         results.append({mid: params([m.actor, m.critic, m.target_critic]) for mid, m in mods.items()})

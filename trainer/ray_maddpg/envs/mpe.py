@@ -19,6 +19,7 @@ import numpy as np
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
 from ray_maddpg.errors import ConfigError
+from ray_maddpg.maddpg.layout import team_of, teams_of  # noqa: F401  (re-exported by ray_maddpg.envs)
 
 ENV_NAME = "mpe2"
 """The name under which ``register_mpe_env`` registers the env with Tune."""
@@ -182,20 +183,6 @@ def _backend_problems(options: Mapping[str, Any], prefix: str) -> list[tuple[str
     ]
 
 
-def team_of(agent_id: str) -> str:
-    """An agent's team: its id without the trailing ``_<index>`` (``adversary_0`` -> ``adversary``)."""
-    team, sep, index = agent_id.rpartition("_")
-    return team if sep and index.isdigit() else agent_id
-
-
-def teams_of(agent_ids: Sequence[str]) -> dict[str, list[str]]:
-    """Group agent ids by team; teams and their members in sorted order."""
-    teams: dict[str, list[str]] = {}
-    for agent_id in sorted(agent_ids):
-        teams.setdefault(team_of(agent_id), []).append(agent_id)
-    return dict(sorted(teams.items()))
-
-
 class MPEMultiAgentEnv(MultiAgentEnv):
     """An mpe2 scenario with RLlib's ``MultiAgentEnv`` API.
 
@@ -235,12 +222,6 @@ class MPEMultiAgentEnv(MultiAgentEnv):
         }
         self.observation_space = gym.spaces.Dict(self.observation_spaces)
         self.action_space = gym.spaces.Dict(self.action_spaces)
-        self.obs_dims = [int(self.observation_spaces[a].shape[0]) for a in self.possible_agents]
-        # Width of each agent's action as the critic sees it (one-hot size for discrete).
-        self.act_dims = [
-            int(space.n) if isinstance(space, gym.spaces.Discrete) else int(space.shape[0])
-            for space in (self.action_spaces[a] for a in self.possible_agents)
-        ]
 
     def _rllib_action_space(self, mpe_space: gym.Space) -> gym.Space:
         if isinstance(mpe_space, gym.spaces.Box):

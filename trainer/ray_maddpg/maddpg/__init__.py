@@ -1,7 +1,8 @@
 """MADDPG: the plain-torch math (core), the joint replay buffer, and the RLlib glue.
 
-``MADDPGConfig``, ``MADDPG`` and ``load_policy`` are imported lazily, so that
-``ray_maddpg.maddpg.core`` and ``ray_maddpg.maddpg.replay`` stay importable without Ray.
+``MADDPGConfig``, ``MADDPG`` and ``load_policy`` are imported lazily, so that ``core``,
+``replay``, ``fused``, ``layout`` (``AgentLayout``) and ``batch`` (``JointBatch``) stay importable
+without Ray.
 """
 
 from __future__ import annotations

@@ -50,6 +50,7 @@ from ray_maddpg.envs.batched import BatchedMPEEnv, make_batched_env
 from ray_maddpg.envs.mpe import DEFAULT_BACKEND, ENV_NAME, MPEMultiAgentEnv
 from ray_maddpg.errors import ConfigError
 from ray_maddpg.maddpg import core
+from ray_maddpg.maddpg.batch import JointBatch
 
 
 def make_joint_env(config) -> Any:
@@ -78,18 +79,6 @@ def env_backend(config) -> str:
     if backend == "batched" and custom_env:
         raise ConfigError([("env.backend", f"'batched' steps the {ENV_NAME!r} scenarios only")])
     return backend
-
-
-def agent_layout(env) -> dict[str, Any]:
-    """Sorted agent ids and each agent's obs size, action width and action kind."""
-    agents = sorted(env.possible_agents)
-    obs_dims, act_dims, discrete = {}, {}, {}
-    for aid in agents:
-        obs_space, act_space = env.observation_spaces[aid], env.action_spaces[aid]
-        obs_dims[aid] = int(obs_space.shape[0])
-        discrete[aid] = isinstance(act_space, gym.spaces.Discrete)
-        act_dims[aid] = int(act_space.n) if discrete[aid] else int(act_space.shape[0])
-    return {"agents": agents, "obs_dims": obs_dims, "act_dims": act_dims, "discrete": discrete}
 
 
 def exploration_sigma(config, env_steps: int) -> float:
@@ -141,7 +130,7 @@ class BatchedRollout:
         self._ep_start = torch.full((n_envs,), time.perf_counter(), dtype=torch.float64)
 
     @torch.no_grad()
-    def run(self, steps_per_env: int, policy: Policy) -> tuple[dict[str, Any], FinishedEpisodes]:
+    def run(self, steps_per_env: int, policy: Policy) -> tuple[JointBatch, FinishedEpisodes]:
         """``steps_per_env`` steps of every env: ``JointEnvRunner.sample``'s rows, and the episodes
         that ended."""
         if self._obs is None:
@@ -176,26 +165,23 @@ class BatchedRollout:
             self._obs = o2
 
         T = steps_per_env * n_envs
-        data = {
-            "obs": [o.numpy() for o in obs.view(T, -1).split(env.obs_dims, dim=1)],
-            "actions": [a.numpy() for a in actions.view(T, -1).split(env.act_dims, dim=1)],
-            "rewards": rewards.view(T, n_agents).numpy(),
-            "next_obs": [o.numpy() for o in next_obs.view(T, -1).split(env.obs_dims, dim=1)],
-            "terminated": terminated.view(T).numpy(),
-            "truncated": truncated.view(T).numpy(),
-        }
+        data = JointBatch(
+            obs=[o.numpy() for o in obs.view(T, -1).split(env.obs_dims, dim=1)],
+            actions=[a.numpy() for a in actions.view(T, -1).split(env.act_dims, dim=1)],
+            rewards=rewards.view(T, n_agents).numpy(),
+            next_obs=[o.numpy() for o in next_obs.view(T, -1).split(env.obs_dims, dim=1)],
+            terminated=terminated.view(T).numpy(),
+            truncated=truncated.view(T).numpy(),
+        )
         if not ended:
             return data, FinishedEpisodes(np.empty((0, n_agents)), np.empty(0), np.empty(0))
         return data, FinishedEpisodes(*(torch.cat(parts).numpy() for parts in zip(*ended, strict=True)))
 
 
 class JointEnvRunner(EnvRunner, Checkpointable):
-    """Steps a batch of envs; ``sample()`` returns joint transitions as numpy arrays.
+    """Steps a batch of envs; ``sample()`` returns joint transitions as a numpy ``JointBatch``.
 
-    ``sample()`` returns a dict with ``obs``/``next_obs`` (one ``[T, obs_dim]`` array per
-    agent, sorted agent order), ``actions`` (one ``[T, act_dim]`` array per agent, as the
-    module's ``core.ActionRule`` stores them: one-hot, simplex or [-1, 1]), ``rewards``
-    ``[T, n_agents]``, ``terminated`` and ``truncated`` ``[T]``.
+    ``terminated`` and ``truncated`` are ``[T]`` (mpe2 ends every agent's episode together).
     ``T = rollout_fragment_length * num_envs_per_env_runner``; row ``t * num_envs + e`` holds
     env ``e`` at step ``t``. With ``env.backend: batched`` the envs are one ``BatchedMPEEnv``
     (``BatchedRollout``), seeded with the runner's seed.
@@ -220,11 +206,10 @@ class JointEnvRunner(EnvRunner, Checkpointable):
 
     def make_env(self) -> None:
         self.stop()
-        # The first mpe2-API env checks env_config (backend included) and gives the layout and spaces.
+        # The first mpe2-API env checks env_config (backend included) and gives the layout.
         first = make_joint_env(self.config)
-        self._spaces_env = first
-        self.layout = agent_layout(first)
-        self.agents = self.layout["agents"]
+        self.layout = self.config.agent_layout(env=first)
+        self.agents = list(self.layout.agents)
         self._obs = None
         if env_backend(self.config) == "batched":
             first.close()
@@ -240,10 +225,10 @@ class JointEnvRunner(EnvRunner, Checkpointable):
     def make_module(self) -> None:
         spec = self.config.get_multi_rl_module_spec(inference_only=True)
         self.module = spec.build()
-        self._module_of = self.config.agent_to_module(self.agents)
+        self._module_of = self.layout.module_of
         self._rules = [self.module[self._module_of[a]].action_rule for a in self.agents]
         act_kinds = {
-            (rule, self.layout["act_dims"][a]) for rule, a in zip(self._rules, self.agents, strict=True)
+            (rule, self.layout.act_dims[a]) for rule, a in zip(self._rules, self.agents, strict=True)
         }
         self._uniform_actions = len(act_kinds) == 1
         # One exploration call per rule group: all agents at once when they act alike.
@@ -258,10 +243,17 @@ class JointEnvRunner(EnvRunner, Checkpointable):
         assert self.env and self.module
 
     def get_spaces(self) -> dict:
-        env = self._spaces_env
-        spaces = {INPUT_ENV_SPACES: (env.observation_space, env.action_space)}
+        layout = self.layout
+        spaces = {
+            INPUT_ENV_SPACES: (
+                gym.spaces.Dict(dict(layout.observation_spaces)),
+                gym.spaces.Dict(dict(layout.action_spaces)),
+            )
+        }
         for aid in self.agents:
-            spaces.setdefault(self._module_of[aid], (env.observation_spaces[aid], env.action_spaces[aid]))
+            spaces.setdefault(
+                self._module_of[aid], (layout.observation_spaces[aid], layout.action_spaces[aid])
+            )
         return spaces
 
     def stop(self) -> None:
@@ -278,7 +270,7 @@ class JointEnvRunner(EnvRunner, Checkpointable):
         weights: dict | None = None,
         global_env_steps: int | None = None,
         **kwargs,
-    ) -> dict[str, Any]:
+    ) -> JointBatch:
         """Step every env ``num_timesteps // num_envs`` times (default: rollout_fragment_length).
 
         ``weights`` (an RLModule state) is applied first, so the driver can sync and
@@ -306,10 +298,10 @@ class JointEnvRunner(EnvRunner, Checkpointable):
 
             data, episodes = self._batched.run(steps_per_env, policy)
         self._log_episodes(episodes)
-        self._log_steps(len(data["terminated"]))
+        self._log_steps(len(data))
         return data
 
-    def sample_with_metrics(self, **kwargs) -> tuple[dict[str, Any], dict]:
+    def sample_with_metrics(self, **kwargs) -> tuple[JointBatch, dict]:
         """``sample()`` and ``get_metrics()`` in one (remote) call."""
         return self.sample(**kwargs), self.get_metrics()
 
@@ -334,7 +326,7 @@ class JointEnvRunner(EnvRunner, Checkpointable):
         """
         if random_actions:
             n_envs = obs[0].shape[0]
-            outs = [torch.randn(n_envs, self.layout["act_dims"][a]) for a in self.agents]
+            outs = [torch.randn(n_envs, d) for d in self.layout.act_sizes]
         elif self._actors.homogeneous and self._uniform_actions:
             # One (N, B, obs) tensor in, one (N, B, A) out: no per-agent split and re-stack.
             outs = self._actors.forward_joint(torch.stack(obs))
@@ -361,15 +353,14 @@ class JointEnvRunner(EnvRunner, Checkpointable):
 
     def _rollout(
         self, steps_per_env: int, explore: bool, random_actions: bool, sigma: float
-    ) -> tuple[dict[str, Any], FinishedEpisodes]:
+    ) -> tuple[JointBatch, FinishedEpisodes]:
         n_agents, n_envs = len(self.agents), self.num_envs
         if self._obs is None:
             self._obs = [self._reset_env(e) for e in range(n_envs)]
             self._ep_return = np.zeros((n_envs, n_agents), np.float64)
             self._ep_len = np.zeros(n_envs, np.int64)
             self._ep_start = [time.perf_counter()] * n_envs
-        obs_dims = [self.layout["obs_dims"][a] for a in self.agents]
-        act_dims = [self.layout["act_dims"][a] for a in self.agents]
+        obs_dims, act_dims = self.layout.obs_sizes, self.layout.act_sizes
         T = steps_per_env * n_envs
         # Row t * n_envs + e holds env e at step t.
         obs = [np.empty((steps_per_env, n_envs, d), np.float32) for d in obs_dims]
@@ -406,14 +397,14 @@ class JointEnvRunner(EnvRunner, Checkpointable):
                     o2 = self._reset_env(e)
                 self._obs[e] = o2
 
-        data = {
-            "obs": [o.reshape(T, -1) for o in obs],
-            "actions": [a.reshape(T, -1) for a in actions],
-            "rewards": rewards.reshape(T, n_agents),
-            "next_obs": [o.reshape(T, -1) for o in next_obs],
-            "terminated": terminated.reshape(T),
-            "truncated": truncated.reshape(T),
-        }
+        data = JointBatch(
+            obs=[o.reshape(T, -1) for o in obs],
+            actions=[a.reshape(T, -1) for a in actions],
+            rewards=rewards.reshape(T, n_agents),
+            next_obs=[o.reshape(T, -1) for o in next_obs],
+            terminated=terminated.reshape(T),
+            truncated=truncated.reshape(T),
+        )
         returns, lengths, durations = zip(*ended, strict=True) if ended else ((), (), ())
         episodes = FinishedEpisodes(
             np.reshape(returns, (-1, n_agents)), np.asarray(lengths), np.asarray(durations)

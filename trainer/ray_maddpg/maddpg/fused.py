@@ -46,6 +46,7 @@ import torch
 from torch import nn
 
 from ray_maddpg.maddpg import core
+from ray_maddpg.maddpg.batch import JointBatch
 
 ACTOR = "actor"
 CRITIC = "critic"
@@ -327,14 +328,20 @@ class FusedMADDPG:
 
     # --- the update ---
 
-    def update(self, batch: Mapping[str, Any]) -> Metrics:
+    def update(self, batch: JointBatch) -> Metrics:
         """One MADDPG update of every module on a joint batch; returns metrics per module id.
 
-        ``batch``: ``obs``, ``actions``, ``next_obs`` as per-agent (B, dim) tensors in sorted agent
-        order; ``rewards`` and ``terminated`` as (B, N) tensors or per-agent (B,) tensors (the
-        layout of ``JointReplayBuffer.sample_torch``).
+        ``batch``: a ``JointBatch`` of tensors (e.g. ``JointReplayBuffer.sample(n).to_torch()``),
+        with ``rewards`` and ``terminated`` as (B, N); ``truncated`` is not read.
         """
-        data = self._per_agent(batch)
+        return self.update_columns(self._per_agent(batch))
+
+    def update_columns(self, data: Mapping[str, Mapping[str, torch.Tensor]]) -> Metrics:
+        """``update`` on a batch already split per agent: ``data[column][agent id]`` for the
+        columns ``obs``, ``actions``, ``next_obs``, ``rewards`` and ``terminated`` (as the
+        RLlib learner's ``_per_agent`` gives them)."""
+        dtype = data["rewards"][self.agents[0]].dtype
+        data = {**data, "terminated": {a: t.to(dtype) for a, t in data["terminated"].items()}}
         update_actors = self.num_updates % self.settings.policy_delay == 0
         metrics: Metrics = {mid: {} for mid in self.module_ids}
         self._set_gradients(self.critics, self._critic_loss(data, metrics), metrics)
@@ -350,8 +357,8 @@ class FusedMADDPG:
         self.num_updates += 1
         return metrics
 
-    def _per_agent(self, batch: Mapping[str, Any]) -> dict[str, dict[str, torch.Tensor]]:
-        """The batch's columns as {agent id: tensor}; ``terminated`` as 0/1 in the rewards' dtype."""
+    def _per_agent(self, batch: JointBatch) -> dict[str, dict[str, torch.Tensor]]:
+        """The batch's columns as {agent id: tensor}."""
 
         def split(value) -> dict[str, torch.Tensor]:
             tensors = value.unbind(1) if isinstance(value, torch.Tensor) else value
@@ -359,10 +366,9 @@ class FusedMADDPG:
                 raise ValueError(f"expected {len(self.agents)} agents' tensors, got {len(tensors)}")
             return dict(zip(self.agents, tensors, strict=True))
 
-        data = {key: split(batch[key]) for key in ("obs", "actions", "next_obs", "rewards")}
-        dtype = data["rewards"][self.agents[0]].dtype
-        data["terminated"] = {a: t.to(dtype) for a, t in split(batch["terminated"]).items()}
-        return data
+        return {
+            key: split(getattr(batch, key)) for key in ("obs", "actions", "next_obs", "rewards", "terminated")
+        }
 
     @torch.no_grad()
     def _next_actions(self, next_obs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

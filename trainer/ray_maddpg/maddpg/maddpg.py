@@ -8,6 +8,7 @@ With remote env runners, the next sample runs while the learner updates on the l
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
@@ -29,10 +30,12 @@ from ray.rllib.utils.metrics import (
     TIMERS,
 )
 
-from ray_maddpg.envs.mpe import register_mpe_env, team_of, teams_of
+from ray_maddpg.envs.mpe import register_mpe_env
 from ray_maddpg.errors import ConfigError
+from ray_maddpg.maddpg.batch import JointBatch
 from ray_maddpg.maddpg.core import RELAXATIONS
-from ray_maddpg.maddpg.env_runner import JointEnvRunner, agent_layout, make_joint_env
+from ray_maddpg.maddpg.env_runner import JointEnvRunner, make_joint_env
+from ray_maddpg.maddpg.layout import AgentLayout, team_of
 from ray_maddpg.maddpg.maddpg_rl_module import MADDPGTorchRLModule
 from ray_maddpg.maddpg.replay import JointReplayBuffer
 from ray_maddpg.maddpg.torch.maddpg_torch_learner import NUM_UPDATES, MADDPGTorchLearner
@@ -177,31 +180,44 @@ class MADDPGConfig(AlgorithmConfig):
         """Module id per agent: the agent id, or the team name when the team shares parameters."""
         return {aid: team_of(aid) if self.shares(team_of(aid)) else aid for aid in sorted(agents)}
 
+    def agent_layout(self, env=None) -> AgentLayout:
+        """The env's agents and sizes (``AgentLayout``) with this config's modules.
+
+        The env part is read once per config object (again if its env or env_config changes),
+        from ``env`` when given (an env built from this config) or else from an env built and
+        closed here. It is kept outside the config, so it never reaches a checkpoint.
+        """
+        key = _env_key(self)
+        cached = _ENV_LAYOUTS.get(self)
+        if cached is None or cached[0] != key:
+            probe = env if env is not None else make_joint_env(self)
+            try:
+                cached = (key, AgentLayout.from_env(probe))
+            finally:
+                if env is None:
+                    probe.close()
+            _ENV_LAYOUTS[self] = cached
+        base = cached[1]
+        return base.with_modules(self.agent_to_module(base.agents))
+
     def get_multi_rl_module_spec(self, *, env=None, spaces=None, inference_only: bool = False, **kwargs):
         """One ``MADDPGTorchRLModule`` per agent (or per sharing team), built from the env's layout."""
-        probe = make_joint_env(self)
-        try:
-            layout = agent_layout(probe)
-        finally:
-            probe.close()
+        layout = self.agent_layout()
         self._check_layout(layout)
-        agents = layout["agents"]
-        module_of = self.agent_to_module(agents)
         specs = {}
-        for mid in sorted(set(module_of.values())):
-            members = [a for a in agents if module_of[a] == mid]
+        for mid, members in layout.modules.items():
             first = members[0]
             specs[mid] = RLModuleSpec(
                 module_class=MADDPGTorchRLModule,
-                observation_space=probe.observation_spaces[first],
-                action_space=probe.action_spaces[first],
+                observation_space=layout.observation_spaces[first],
+                action_space=layout.action_spaces[first],
                 inference_only=inference_only,
                 model_config={
                     "agents": members,
-                    "all_agents": agents,
-                    "obs_dims": layout["obs_dims"],
-                    "act_dims": layout["act_dims"],
-                    "action_rule": self.action_rule_of(layout["discrete"][first]),
+                    "all_agents": list(layout.agents),
+                    "obs_dims": dict(layout.obs_dims),
+                    "act_dims": dict(layout.act_dims),
+                    "action_rule": self.action_rule_of(layout.discrete[first]),
                     "gumbel_temperature": self.gumbel_temperature,
                     "critic": self.critic_of(first),
                     "twin_q": self.twin_q,
@@ -211,10 +227,10 @@ class MADDPGConfig(AlgorithmConfig):
             )
         return MultiRLModuleSpec(rl_module_specs=specs)
 
-    def _check_layout(self, layout: dict[str, Any]) -> None:
-        teams = teams_of(layout["agents"])
+    def _check_layout(self, layout: AgentLayout) -> None:
+        teams = layout.teams
         problems = []
-        discrete = set(layout["discrete"].values())
+        discrete = set(layout.discrete.values())
         if self.action_relaxation == "simplex" and True in discrete:
             problems.append(
                 (
@@ -241,7 +257,7 @@ class MADDPGConfig(AlgorithmConfig):
         for team, members in teams.items():
             if not self.shares(team):
                 continue
-            kinds = {(layout["obs_dims"][a], layout["act_dims"][a], layout["discrete"][a]) for a in members}
+            kinds = {(layout.obs_dims[a], layout.act_dims[a], layout.discrete[a]) for a in members}
             if len(kinds) > 1:
                 problems.append(
                     (
@@ -340,29 +356,71 @@ class MADDPGConfig(AlgorithmConfig):
             raise ConfigError(problems)
 
 
-def joint_train_batch(
-    sample: dict[str, Any], module_agents: dict[str, list[str]], agents: list[str]
-) -> MultiAgentBatch:
-    """A ``JointReplayBuffer.sample`` as one batch per module, agents along axis 1.
+def joint_train_batch(batch: JointBatch, layout: AgentLayout) -> MultiAgentBatch:
+    """A ``JointBatch`` as RLlib's ``MultiAgentBatch`` for ``Learner.update``: one ``SampleBatch``
+    per module, its agents (``layout.modules``) along axis 1 (a (B,) ``terminated`` or
+    ``truncated`` counts for every agent).
 
     Row b is the same env step in every module's batch, which is what lets each
     critic see every agent's observation and action.
     """
-    index = {aid: i for i, aid in enumerate(agents)}
+    index = {aid: i for i, aid in enumerate(layout.agents)}
+    rows = len(batch)
+
+    def per_agent(value: np.ndarray) -> np.ndarray:
+        value = np.asarray(value)
+        return np.repeat(value[:, None], len(index), axis=1) if value.ndim == 1 else value
+
+    rewards, terminated, truncated = (
+        per_agent(v) for v in (batch.rewards, batch.terminated, batch.truncated)
+    )
     batches = {}
-    for mid, members in module_agents.items():
+    for mid, members in layout.modules.items():
         idx = [index[a] for a in members]
         batches[mid] = SampleBatch(
             {
-                Columns.OBS: np.stack([sample["obs"][i] for i in idx], axis=1),
-                Columns.ACTIONS: np.stack([sample["actions"][i] for i in idx], axis=1),
-                Columns.REWARDS: sample["rewards"][:, idx],
-                Columns.NEXT_OBS: np.stack([sample["next_obs"][i] for i in idx], axis=1),
-                Columns.TERMINATEDS: sample["terminated"][:, idx].astype(np.float32),
-                Columns.TRUNCATEDS: sample["truncated"][:, idx].astype(np.float32),
+                Columns.OBS: np.stack([batch.obs[i] for i in idx], axis=1),
+                Columns.ACTIONS: np.stack([batch.actions[i] for i in idx], axis=1),
+                Columns.REWARDS: rewards[:, idx],
+                Columns.NEXT_OBS: np.stack([batch.next_obs[i] for i in idx], axis=1),
+                Columns.TERMINATEDS: terminated[:, idx].astype(np.float32),
+                Columns.TRUNCATEDS: truncated[:, idx].astype(np.float32),
             }
         )
-    return MultiAgentBatch(batches, env_steps=len(sample["rewards"]))
+    return MultiAgentBatch(batches, env_steps=rows)
+
+
+def random_replay(config: MADDPGConfig, rows: int, seed: int = 0) -> JointReplayBuffer:
+    """A replay buffer of ``rows`` joint transitions that ``config``'s env runner sampled with
+    random actions (for tests, benchmarks and the GPU check)."""
+    runner = JointEnvRunner(config=config)
+    try:
+        batch = runner.sample(num_timesteps=rows, random_actions=True)
+    finally:
+        runner.stop()
+    buffer = JointReplayBuffer(rows, runner.layout.obs_sizes, runner.layout.act_sizes, seed=seed)
+    buffer.add(batch)
+    return buffer
+
+
+def random_train_batch(config: MADDPGConfig, steps: int, rows: int) -> MultiAgentBatch:
+    """``rows`` transitions drawn from a ``random_replay`` of ``steps``, as ``Learner.update`` takes them."""
+    return joint_train_batch(random_replay(config, steps).sample(rows), config.agent_layout())
+
+
+_ENV_LAYOUTS: weakref.WeakKeyDictionary[AlgorithmConfig, tuple[tuple, AgentLayout]] = (
+    weakref.WeakKeyDictionary()
+)
+"""``MADDPGConfig.agent_layout``'s env part per config object, with the env spec (``_env_key``) it
+was read for."""
+
+
+def _env_key(config: AlgorithmConfig) -> tuple:
+    env = config.env
+    return (
+        env if isinstance(env, str | type) or env is None else repr(env),
+        repr(sorted((config.env_config or {}).items())),
+    )
 
 
 def _module_of_agent(agent_id, episode=None, **kwargs):
@@ -380,19 +438,11 @@ class MADDPG(Algorithm):
     def setup(self, config) -> None:
         register_mpe_env()
         super().setup(config)
-        probe = make_joint_env(self.config)
-        self._layout = agent_layout(probe)
-        probe.close()
-        agents = self._layout["agents"]
-        self._module_of = self.config.agent_to_module(agents)
-        self._modules = {
-            mid: [a for a in agents if self._module_of[a] == mid]
-            for mid in sorted(set(self._module_of.values()))
-        }
+        self._layout = self.config.agent_layout()
         self.replay_buffer = JointReplayBuffer(
             self.config.replay_buffer_capacity,
-            [self._layout["obs_dims"][a] for a in agents],
-            [self._layout["act_dims"][a] for a in agents],
+            self._layout.obs_sizes,
+            self._layout.act_sizes,
             seed=self.config.seed,
         )
         self._env_steps = 0  # joint env steps sampled in this run
@@ -404,15 +454,8 @@ class MADDPG(Algorithm):
     def training_step(self) -> None:
         for data in self._sample():
             with self.metrics.log_time((TIMERS, REPLAY_BUFFER_ADD_DATA_TIMER)):
-                self.replay_buffer.add_batch(
-                    data["obs"],
-                    data["actions"],
-                    data["rewards"],
-                    data["next_obs"],
-                    data["terminated"],
-                    data["truncated"],
-                )
-            self._env_steps += len(data["terminated"])
+                self.replay_buffer.add(data)
+            self._env_steps += len(data)
 
         # The paper's schedule, exactly: after learning starts, update k is due once
         # k * env_steps_per_update further env steps have been sampled.
@@ -441,7 +484,7 @@ class MADDPG(Algorithm):
         self.metrics.log_value(NUM_UPDATES_LIFETIME, self._num_updates, window=1)
         self.metrics.log_value(UPDATES_PER_ENV_STEP, self._num_updates / max(1, eligible), window=1)
 
-    def _sample(self) -> list[dict[str, Any]]:
+    def _sample(self) -> list[JointBatch]:
         """Joint transitions from the env runners; remote sampling overlaps the updates."""
         group = self.env_runner_group
         with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
@@ -478,7 +521,7 @@ class MADDPG(Algorithm):
     def _train_batch(self, num_updates: int = 1) -> MultiAgentBatch:
         """Replay samples for ``num_updates`` updates (one minibatch each)."""
         sample = self.replay_buffer.sample(self.config.train_batch_size_per_learner * num_updates)
-        return joint_train_batch(sample, self._modules, self._layout["agents"])
+        return joint_train_batch(sample, self._layout)
 
     # --- checkpoints: counters (and optionally the buffer) next to RLlib's state ---
 

@@ -17,7 +17,6 @@ import torch
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 
 from ray_maddpg.errors import ConfigError
-from ray_maddpg.maddpg.env_runner import agent_layout, make_joint_env
 
 CTOR_FILE = "class_and_ctor_args.pkl"
 MODULE_DIR = Path("learner_group", "learner", "rl_module")
@@ -30,13 +29,9 @@ class DeterministicPolicy:
         self.config = config
         self.env_config: dict[str, Any] = dict(config.env_config or {})
         self.scenario: str = self.env_config.get("scenario", "simple_spread")
-        env = make_joint_env(config)
-        try:
-            layout = agent_layout(env)
-        finally:
-            env.close()
-        self.agent_ids: list[str] = layout["agents"]
-        module_of = config.agent_to_module(self.agent_ids)
+        layout = config.agent_layout()
+        self.agent_ids: list[str] = list(layout.agents)
+        module_of = layout.module_of
         self._actors = {aid: module[module_of[aid]].actor for aid in self.agent_ids}
         self._rules = {aid: module[module_of[aid]].action_rule for aid in self.agent_ids}
 

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from ray_maddpg.maddpg.batch import JointBatch
+
 ArrayOrList = np.ndarray | Sequence[np.ndarray]
 
 
@@ -74,24 +76,18 @@ class JointReplayBuffer:
 
     # --- writing ---
 
-    def add_batch(
-        self,
-        obs: ArrayOrList,
-        actions: ArrayOrList,
-        rewards: np.ndarray,
-        next_obs: ArrayOrList,
-        terminated: np.ndarray,
-        truncated: np.ndarray,
-    ) -> None:
-        """Append B joint transitions (one per env step, e.g. one per env of a vectorised runner).
+    def add(self, batch: JointBatch) -> None:
+        """Append a ``JointBatch`` of B joint transitions (e.g. one row per env and step of a runner).
 
-        ``obs``, ``next_obs``, ``actions``: a list with one (B, dim_i) array per agent (sorted agent
-        order), or the already concatenated (B, sum(dims)) matrix. ``rewards``: (B, N).
-        ``terminated``/``truncated``: (B, N), or (B,) when all agents end together (mpe2 does).
+        ``terminated``/``truncated`` may be (B, N), or (B,) when all agents end together (mpe2 does).
         """
-        obs_m = self._matrix("obs", obs, self.obs_dims)
-        next_obs_m = self._matrix("next_obs", next_obs, self.obs_dims)
-        actions_m = self._matrix("actions", actions, self.act_dims)
+        obs_m = self._matrix("obs", batch.obs, self.obs_dims)
+        next_obs_m = self._matrix("next_obs", batch.next_obs, self.obs_dims)
+        actions_m = self._matrix("actions", batch.actions, self.act_dims)
+        self._write(obs_m, next_obs_m, actions_m, batch.rewards, batch.terminated, batch.truncated)
+
+    def _write(self, obs_m, next_obs_m, actions_m, rewards, terminated, truncated) -> None:
+        """Append rows given as concatenated (B, sum(dims)) matrices."""
         batch = obs_m.shape[0]
         rewards_m = self._per_agent("rewards", rewards, batch, broadcast=False)
         terminated_m = self._per_agent("terminated", terminated, batch, broadcast=True)
@@ -146,45 +142,21 @@ class JointReplayBuffer:
 
     # --- reading ---
 
-    def sample(self, batch_size: int, rng: np.random.Generator | None = None) -> dict[str, Any]:
-        """``batch_size`` rows drawn uniformly with replacement.
-
-        Returns ``obs``/``next_obs``/``actions`` as per-agent lists of (B, dim_i) arrays (views
-        into one gathered matrix), and ``rewards``/``terminated``/``truncated`` as (B, N).
-        """
+    def sample(self, batch_size: int, rng: np.random.Generator | None = None) -> JointBatch:
+        """``batch_size`` rows drawn uniformly with replacement, as a ``JointBatch``: ``obs``,
+        ``next_obs``, ``actions`` are per-agent (B, dim_i) views into one gathered matrix,
+        ``rewards``/``terminated``/``truncated`` are (B, N). ``JointBatch.to_torch`` makes tensors."""
         if self._size == 0:
             raise ValueError("cannot sample from an empty replay buffer")
         idx = (rng or self.rng).integers(0, self._size, size=batch_size)
-        return {
-            "obs": self._split(self._obs[idx], self._obs_offsets),
-            "next_obs": self._split(self._next_obs[idx], self._obs_offsets),
-            "actions": self._split(self._actions[idx], self._act_offsets),
-            "rewards": self._rewards[idx],
-            "terminated": self._terminated[idx],
-            "truncated": self._truncated[idx],
-        }
-
-    def sample_torch(
-        self, batch_size: int, device: Any = "cpu", rng: np.random.Generator | None = None
-    ) -> dict:
-        """``sample`` as torch tensors on ``device`` (each matrix moved once, then split)."""
-        import torch
-
-        if self._size == 0:
-            raise ValueError("cannot sample from an empty replay buffer")
-        idx = (rng or self.rng).integers(0, self._size, size=batch_size)
-
-        def gather(array: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(array[idx]).to(device, non_blocking=True)
-
-        return {
-            "obs": list(gather(self._obs).split(self.obs_dims, dim=1)),
-            "next_obs": list(gather(self._next_obs).split(self.obs_dims, dim=1)),
-            "actions": list(gather(self._actions).split(self.act_dims, dim=1)),
-            "rewards": gather(self._rewards),
-            "terminated": gather(self._terminated),
-            "truncated": gather(self._truncated),
-        }
+        return JointBatch(
+            obs=self._split(self._obs[idx], self._obs_offsets),
+            actions=self._split(self._actions[idx], self._act_offsets),
+            rewards=self._rewards[idx],
+            next_obs=self._split(self._next_obs[idx], self._obs_offsets),
+            terminated=self._terminated[idx],
+            truncated=self._truncated[idx],
+        )
 
     @staticmethod
     def _split(matrix: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
@@ -222,11 +194,11 @@ class JointReplayBuffer:
         self._size = 0
         for array in self._arrays().values():
             array.fill(0)
-        self.add_batch(
-            state["obs"][keep],
-            state["actions"][keep],
+        self._write(
+            self._matrix("obs", state["obs"][keep], self.obs_dims),
+            self._matrix("next_obs", state["next_obs"][keep], self.obs_dims),
+            self._matrix("actions", state["actions"][keep], self.act_dims),
             state["rewards"][keep],
-            state["next_obs"][keep],
             state["terminated"][keep],
             state["truncated"][keep],
         )

@@ -94,9 +94,8 @@ class MADDPGTorchLearner(TorchLearner):
 
     def _fused_update(self, batch: dict[str, Any]):
         """``FusedMADDPG.update`` on the batch's per-agent columns; weights written back after it."""
-        columns = self._per_agent(batch)
         self._fused.num_updates = self._next_update
-        metrics = self._fused.update({key: [v[a] for a in self._fused.agents] for key, v in columns.items()})
+        metrics = self._fused.update_columns(self._per_agent(batch))
         self._fused.write_back(self._modules())
         self._next_update += 1
         for mid, values in metrics.items():
