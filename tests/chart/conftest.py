@@ -1,7 +1,7 @@
 """Fixtures: the chart rendered once per values set (defaults and every values/ file)."""
 
 import pytest
-from chart_render import VALUE_SETS, Rendered, render
+from support.render import VALUE_SETS, Rendered, render
 
 
 @pytest.fixture(params=sorted(VALUE_SETS), scope="session")

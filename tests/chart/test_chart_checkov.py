@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from chart_render import NAMESPACE, RELEASE, ROOT, VALUE_SETS, chart
+from support.render import NAMESPACE, RELEASE, ROOT, VALUE_SETS, chart
 
 CHECKOV = os.environ.get("CHECKOV", str(ROOT / ".venv" / "checkov" / "bin" / "checkov"))
 SKIPS = yaml.safe_load((Path(__file__).parent / "checkov_skips.yaml").read_text())

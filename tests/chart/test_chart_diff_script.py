@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from chart_render import ROOT
+from support.render import ROOT
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import chart_diff  # noqa: E402

@@ -6,7 +6,7 @@ import base64
 import re
 
 import yaml
-from chart_render import (
+from support.render import (
     CHART_DIR,
     VALUE_SETS,
     all_containers,

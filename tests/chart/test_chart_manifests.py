@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import kubernetes_validate
 import pytest
-from chart_render import labels, manifest, pod_labels, pod_spec, render
 from kubernetes_validate.utils import all_versions
+from support.render import labels, pod_labels, pod_spec, render
 
 # The newest Kubernetes minor that kubernetes-validate bundles, and the two before it.
 MINORS = sorted({tuple(int(part) for part in v.split(".")[:2]) for v in all_versions()})[-3:]
@@ -25,7 +25,7 @@ SELECTOR_LABELS = {"app.kubernetes.io/name", "app.kubernetes.io/instance", "app.
 @pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
 def test_every_object_validates_strictly_against_kubernetes_schemas(rendered, kube_version):
     for obj in rendered.objects:
-        kubernetes_validate.validate(manifest(obj), kube_version, strict=True)
+        kubernetes_validate.validate(obj, kube_version, strict=True)
 
 
 def test_every_values_set_renders_the_full_set_of_resources(rendered):
@@ -38,22 +38,23 @@ def test_every_values_set_renders_the_full_set_of_resources(rendered):
 
 def test_each_template_file_renders_one_resource_kind_named_for_it(defaults):
     for obj in defaults.objects:
-        template = obj["__template__"].rsplit("/", 1)[-1].removesuffix(".yaml")
+        template = defaults.template(obj).rsplit("/", 1)[-1].removesuffix(".yaml")
         kind = {"PersistentVolumeClaim": "pvc", "PodDisruptionBudget": "pdb", "Pod": "pod"}.get(
             obj["kind"], obj["kind"].lower()
         )
         assert template.endswith(kind), f"{obj['kind']} rendered from {template}.yaml"
-    assert len({obj["__template__"] for obj in defaults.objects}) == len(defaults.objects)
+    assert len(set(defaults.templates)) == len(defaults.objects)
 
 
 def test_templates_in_a_component_folder_render_that_components_objects_and_carry_its_name(defaults):
     folders = {"head", "worker", "jupyter", "tensorboard", "experiment"}
     seen = set()
     for obj in defaults.objects:
-        folder, file = obj["__template__"].removeprefix("ray-maddpg/templates/").rpartition("/")[::2]
+        path = defaults.template(obj)
+        folder, file = path.removeprefix("ray-maddpg/templates/").rpartition("/")[::2]
         if folder in folders:
-            assert labels(obj)["app.kubernetes.io/component"] == folder, obj["__template__"]
-            assert file.startswith(folder + "-"), obj["__template__"]
+            assert labels(obj)["app.kubernetes.io/component"] == folder, path
+            assert file.startswith(folder + "-"), path
             seen.add(folder)
     assert seen == folders
 

@@ -9,7 +9,7 @@ import sys
 import helm_python
 import pytest
 import yaml
-from chart_render import CHART_DIR, NAMESPACE, RELEASE, ROOT, VALUE_SETS, chart
+from support.render import CHART_DIR, NAMESPACE, RELEASE, ROOT, VALUE_SETS, chart
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import chart_readme  # noqa: E402

@@ -6,7 +6,7 @@ import importlib.util
 from types import SimpleNamespace
 
 import pytest
-from chart_render import CHART_DIR, container, env_of, mounted_file, pod_spec, render
+from support.render import CHART_DIR, container, env_of, mounted_file, pod_spec, render
 
 SCRIPT = CHART_DIR / "files" / "wait_for_cluster.py"
 ADDRESS = "http://ray-maddpg-head:8265"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chart_render import VALUE_SETS, all_containers, container, env_of, pod_spec, render, workloads
+from support.render import VALUE_SETS, all_containers, container, env_of, pod_spec, render, workloads
 
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 

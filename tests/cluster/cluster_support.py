@@ -8,10 +8,14 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
-from harness import REPO, Cluster, Pod, decoded_secret, find, http_get, render
+from support.cluster import Cluster
+from support.http import http_get
+from support.kube import decoded_secret
+from support.pods import Pod
+from support.render import ROOT, find, render_files
 
-ARTIFACTS = REPO / "tests" / "artifacts"
-VALUES = [REPO / "values" / "cpu-only.yaml"]
+ARTIFACTS = ROOT / "tests" / "artifacts"
+VALUES = [ROOT / "values" / "cpu-only.yaml"]
 # A few iterations of simple_spread: small enough for 2 cores, large enough to learn and checkpoint.
 # One iteration is 2,500 env steps (MADDPGConfig.min_sample_timesteps_per_iteration).
 TINY_EXPERIMENT = {
@@ -41,7 +45,7 @@ def render_experiment(revision: int, train_args: list[str] | None = None, **expe
     """The chart at ``revision`` (as ``helm upgrade`` renders it) with the experiment's keys replaced."""
     overrides = {**OVERRIDES, "experiment": {**OVERRIDES["experiment"], "trainArgs": train_args or []}}
     overrides["experiment"]["config"] = {**TINY_EXPERIMENT, **experiment}
-    return render(VALUES, overrides, revision=revision)
+    return render_files(VALUES, overrides, revision=revision)
 
 
 def job_of(objects: list[dict]) -> dict:

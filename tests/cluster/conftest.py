@@ -7,7 +7,8 @@ import shutil
 
 import pytest
 from cluster_support import ARTIFACTS, OVERRIDES, VALUES, ray_nodes_alive
-from harness import Cluster, render
+from support.cluster import Cluster
+from support.render import render_files
 
 
 def require_root_tools() -> None:
@@ -20,7 +21,7 @@ def require_root_tools() -> None:
 
 @pytest.fixture(scope="module")
 def objects() -> list[dict]:
-    return render(VALUES, OVERRIDES)
+    return render_files(VALUES, OVERRIDES)
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,8 @@ from cluster_support import (
     trial_dirs,
     trial_results,
 )
-from harness import Cluster, http_get
+from support.cluster import Cluster
+from support.http import http_get
 
 pytestmark = pytest.mark.e2e
 

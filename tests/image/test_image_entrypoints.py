@@ -2,7 +2,9 @@
 
 The commands are read from the README's `<!-- contract: NAME -->` blocks, so the page cannot drift
 from what was tested. Two network namespaces stand in for the head pod and a worker pod, joined
-by a veth pair, each with an /etc/hosts that maps the head Service name, as cluster DNS would.
+by a veth pair, each with an /etc/hosts that maps the head Service name, as cluster DNS would
+(the namespaces, hosts files, process tracking and the image's env come from ``tests/support``,
+which the cluster tests use too).
 Only what Kubernetes provides is substituted: the pod IP, mounted files (token files, the results
 volume, the experiment ConfigMap) and, for the Job, the training command (issue 7's cluster test
 runs real training), which here is a short driver that reports what it sees.
@@ -17,15 +19,16 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
+from support.http import netns_http_get
+from support.launcher import IMAGE_ENV, VENV_BIN
+from support.network import add_netns, delete_netns, hosts_text, join_pair
+from support.processes import kill_group, marked_pids, signal_quietly, spawn, wait_for
+from support.render import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "image" / "README.md"
-VENV_BIN = ROOT / ".venv" / "bin"
-NETNS_ETC = Path("/etc/netns")
 HEAD_SERVICE = "ray-maddpg-head"
 POD_IPS = {"head": "10.99.0.1", "worker": "10.99.0.2"}
 # Every process started here carries this variable, so cleanup also finds Ray's own children.
@@ -59,10 +62,6 @@ def contract_commands() -> dict[str, str]:
     return {name: body.replace("\\\n", " ").strip() for name, body in blocks}
 
 
-def ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
-
-
 class Pods:
     """Pods as network namespaces; processes as process groups; everything removed by stop()."""
 
@@ -83,36 +82,15 @@ class Pods:
         return f"{self.run_id}-{pod}"
 
     def create(self) -> None:
-        for pod in POD_IPS:
-            ip("netns", "add", self.netns(pod))
-            self.namespaces.append(self.netns(pod))
-            (NETNS_ETC / self.netns(pod)).mkdir(parents=True, exist_ok=True)
+        for pod, address in POD_IPS.items():
             # A pod's /etc/hosts names the pod itself and, here, the head Service (cluster DNS's job).
             # The machine's hostname maps to the pod IP too: Ray resolves it, and a lookup that
             # goes to an unreachable nameserver stalls Ray's startup past its fixed 30 s limit.
-            (NETNS_ETC / self.netns(pod) / "hosts").write_text(
-                f"127.0.0.1 localhost\n{POD_IPS[pod]} {pod} {socket.gethostname()}\n"
-                f"{POD_IPS['head']} {HEAD_SERVICE}\n"
-            )
-            (NETNS_ETC / self.netns(pod) / "resolv.conf").write_text("options timeout:1 attempts:1\n")
-        ip(
-            "link",
-            "add",
-            "eth0",
-            "netns",
-            self.netns("head"),
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            self.netns("worker"),
-        )
-        for pod, address in POD_IPS.items():
-            ip("-n", self.netns(pod), "addr", "add", f"{address}/24", "dev", "eth0")
-            ip("-n", self.netns(pod), "link", "set", "lo", "up")
-            ip("-n", self.netns(pod), "link", "set", "eth0", "up")
+            names = f"{pod} {socket.gethostname()}"
+            hosts = hosts_text(names, address, [(POD_IPS["head"], HEAD_SERVICE, "default")])
+            add_netns(self.netns(pod), hosts, resolv="options timeout:1 attempts:1\n")
+            self.namespaces.append(self.netns(pod))
+        join_pair(self.netns("head"), POD_IPS["head"], self.netns("worker"), POD_IPS["worker"])
         for path in ("ray-auth", "jupyter-auth", "results", "experiment", "home-head", "home-worker"):
             (self.dir / path).mkdir()
         (self.dir / "ray-auth" / "token").write_text(self.token)
@@ -123,14 +101,12 @@ class Pods:
     def env(self, pod: str, **extra: str) -> dict[str, str]:
         """The image's env (venv first on PATH, a writable HOME) plus what the chart sets."""
         return {
-            "PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin",
+            **IMAGE_ENV,
             "HOME": str(self.dir / f"home-{pod}"),
-            "LANG": "C.UTF-8",
-            "PYTHONUNBUFFERED": "1",
             "POD_IP": POD_IPS[pod],
             "RAY_AUTH_MODE": "token",
             "RAY_AUTH_TOKEN_PATH": str(self.dir / "ray-auth" / "token"),
-            MARKER: self.run_id,
+            MARKER: f"{self.run_id}/{pod}",
             **extra,
         }
 
@@ -170,10 +146,7 @@ class Pods:
 
     def _launch(self, name: str) -> None:
         argv, env = self.specs[name]
-        with self.logs[name].open("a") as log:
-            self.processes[name] = subprocess.Popen(
-                argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
+        self.processes[name] = spawn(argv, env, self.logs[name], mode="ab")
 
     def keep_running(self, name: str) -> None:
         """Restart an exited container, as the kubelet does for a Deployment.
@@ -187,19 +160,22 @@ class Pods:
         assert self.restarts[name] < MAX_RESTARTS, (
             f"{name} exited {process.returncode} {MAX_RESTARTS + 1} times:\n{self.logs[name].read_text()[-3000:]}"
         )
-        with _ignore_gone():
-            os.killpg(process.pid, signal.SIGKILL)
+        kill_group(process, signal.SIGKILL)
         self.restarts[name] += 1
         self._launch(name)
 
     def wait_until(self, name: str, ready, what: str, timeout: float = 300) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def ready_or_restarted() -> bool:
             if ready():
-                return
+                return True
             self.keep_running(name)
-            time.sleep(1)
-        raise AssertionError(f"{name}: {what} not seen in {timeout}s:\n{self.logs[name].read_text()[-3000:]}")
+            return False
+
+        try:
+            wait_for(ready_or_restarted, timeout, what)
+        except TimeoutError:
+            log = self.logs[name].read_text()[-3000:]
+            raise AssertionError(f"{name}: {what} not seen in {timeout}s:\n{log}") from None
 
     def wait_ray_node(self, name: str) -> None:
         """`ray start --block` logs this line once its node has registered with the GCS."""
@@ -217,14 +193,7 @@ class Pods:
 
     def http(self, pod: str, url: str) -> tuple[int, str]:
         """Status and body of a GET from inside the pod's network namespace (0 when nothing answers)."""
-        result = subprocess.run(
-            ["ip", "netns", "exec", self.netns(pod), "curl", "-s", "-m", "5", "-w", "\n%{http_code}", url],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        body, _, status = result.stdout.rpartition("\n")
-        return int(status or 0), body
+        return netns_http_get(self.netns(pod), url)
 
     def wait_http(self, pod: str, url: str, name: str, until=lambda status, body: status == 200):
         answer = {}
@@ -239,42 +208,19 @@ class Pods:
     def stop(self) -> None:
         # SIGTERM lets `ray start --block` stop its node; the group kill then catches stragglers.
         for process in self.processes.values():
-            with _ignore_gone():
-                os.killpg(process.pid, signal.SIGTERM)
+            kill_group(process, signal.SIGTERM)
         for process in self.processes.values():
             try:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 pass
-            with _ignore_gone():
-                os.killpg(process.pid, signal.SIGKILL)
+            kill_group(process, signal.SIGKILL)
             process.wait(timeout=10)
-        for pid in marked_processes(self.run_id):
-            with _ignore_gone():
-                os.kill(pid, signal.SIGKILL)
+        for pid in marked_pids(f"{self.run_id}/", MARKER):
+            signal_quietly(pid, signal.SIGKILL)
         for name in self.namespaces:
-            subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
-            shutil.rmtree(NETNS_ETC / name, ignore_errors=True)
+            delete_netns(name)
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-class _ignore_gone:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, value, traceback):
-        return kind is ProcessLookupError
-
-
-def marked_processes(run_id: str) -> list[int]:
-    found = []
-    for environ in Path("/proc").glob("[0-9]*/environ"):
-        try:
-            if f"{MARKER}={run_id}".encode() in environ.read_bytes().split(b"\0"):
-                found.append(int(environ.parent.name))
-        except OSError:
-            continue
-    return found
 
 
 @pytest.fixture(scope="module")

@@ -25,10 +25,14 @@ VALUE_SETS = {"defaults": {}} | {
 
 @dataclass
 class Rendered:
-    """One render: template path -> text, and the parsed objects."""
+    """One render: template path -> text, the parsed objects and the template each came from."""
 
     texts: dict[str, str]
     objects: list[dict]
+    templates: list[str]  # templates[i] rendered objects[i]
+
+    def template(self, obj: dict) -> str:
+        return next(path for other, path in zip(self.objects, self.templates, strict=True) if other is obj)
 
     def of_kind(self, kind: str) -> list[dict]:
         return [obj for obj in self.objects if obj["kind"] == kind]
@@ -53,30 +57,79 @@ def chart() -> helm_python.Chart:
 
 
 @functools.cache
-def _render_cached(values_json: str, revision: int) -> Rendered:
-    texts = chart().render(json.loads(values_json), name=RELEASE, namespace=NAMESPACE, revision=revision)
-    objects = []
+def _render_cached(values_json: str, revision: int, release: str, namespace: str) -> Rendered:
+    texts = chart().render(
+        json.loads(values_json), name=release, namespace=namespace, revision=revision, is_upgrade=revision > 1
+    )
+    objects, templates = [], []
     for path, text in texts.items():
         if path.endswith(".yaml"):
             for doc in yaml.safe_load_all(text):
-                if doc:
-                    doc["__template__"] = path
+                if isinstance(doc, dict):
                     objects.append(doc)
-    return Rendered(texts, objects)
+                    templates.append(path)
+    return Rendered(texts, objects, templates)
 
 
-def render(values: dict | None = None, revision: int = 1) -> Rendered:
-    """Render with these values over the chart's defaults; a fresh copy callers may change."""
-    return copy.deepcopy(_render_cached(json.dumps(values or {}, sort_keys=True), revision))
+def render(
+    values: dict | None = None, revision: int = 1, *, release: str = RELEASE, namespace: str = NAMESPACE
+) -> Rendered:
+    """Render with these values over the chart's defaults (as ``helm upgrade`` when revision > 1);
+    a fresh copy callers may change."""
+    values_json = json.dumps(values or {}, sort_keys=True)
+    return copy.deepcopy(_render_cached(values_json, revision, release, namespace))
 
 
-def manifest(obj: dict) -> dict:
-    """The object as Kubernetes sees it (without the template path we attach)."""
-    return {key: value for key, value in obj.items() if key != "__template__"}
+def render_files(
+    values_files: list[Path],
+    overrides: dict | None = None,
+    *,
+    release: str = "rm",
+    namespace: str = "default",
+    revision: int = 1,
+) -> list[dict]:
+    """The objects of ``helm template -f FILE... --set ...``."""
+    values: dict = {}
+    for path in values_files:
+        deep_merge(values, yaml.safe_load(Path(path).read_text()) or {})
+    deep_merge(values, copy.deepcopy(overrides or {}))
+    return render(values, revision, release=release, namespace=namespace).objects
+
+
+def deep_merge(base: dict, extra: dict) -> dict:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            deep_merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+# ---------------------------------------------------------------- queries on rendered objects
 
 
 def labels(obj: dict) -> dict:
-    return obj["metadata"].get("labels", {})
+    return obj["metadata"].get("labels") or {}
+
+
+def is_hook(obj: dict) -> bool:
+    return "helm.sh/hook" in (obj.get("metadata", {}).get("annotations") or {})
+
+
+def find(objects: list[dict], kind: str, component: str | None = None) -> list[dict]:
+    """Objects of ``kind`` (hooks excluded), optionally with app.kubernetes.io/component."""
+    return [
+        obj
+        for obj in objects
+        if obj.get("kind") == kind
+        and not is_hook(obj)
+        and (component is None or labels(obj).get("app.kubernetes.io/component") == component)
+    ]
+
+
+def lookup(objects: list[dict], kind: str, name: str) -> dict | None:
+    """The object of this kind and name, hooks included; None when the chart does not render it."""
+    return next((o for o in objects if o.get("kind") == kind and o["metadata"]["name"] == name), None)
 
 
 def pod_spec(obj: dict) -> dict | None:
