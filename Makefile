@@ -9,7 +9,7 @@ STAMP   := $(VENV)/.installed
 CHECKOV_VERSION := 3.3.30
 CHECKOV := $(VENV)/checkov/bin/checkov
 RESULTS ?= results
-EXPERIMENT ?= trainer/ray_maddpg/experiments/quick.yaml
+EXPERIMENT ?= trainer/ray_maddpg/presets/quick.yaml
 PYTEST_ARGS ?=
 
 .PHONY: install train test chromium bench reproduce lint chart-lint image lock clean

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-EXPERIMENTS = ROOT / "trainer" / "ray_maddpg" / "experiments"
+EXPERIMENTS = ROOT / "trainer" / "ray_maddpg" / "presets"
 OUT = ROOT / "bench" / "results" / "reproduce"
 PLOTS = ROOT / "docs" / "img"
 STEPS = "env_runners/num_env_steps_sampled_lifetime"

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-QUICK = ROOT / "trainer" / "ray_maddpg" / "experiments" / "quick.yaml"
+QUICK = ROOT / "trainer" / "ray_maddpg" / "presets" / "quick.yaml"
 
 # A budget of seconds: 2 iterations (2,500 env steps each), learning from step 500, small batches.
 TINY = [

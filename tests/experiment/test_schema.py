@@ -14,7 +14,7 @@ from ray_maddpg.experiment.schema import (
     validate_experiment,
 )
 
-EXPERIMENTS = Path(__file__).resolve().parents[2] / "trainer" / "ray_maddpg" / "experiments"
+EXPERIMENTS = Path(__file__).resolve().parents[2] / "trainer" / "ray_maddpg" / "presets"
 
 VALID = {
     "name": "t",

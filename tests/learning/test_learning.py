@@ -16,7 +16,7 @@ import torch
 from ray_maddpg.envs.mpe import make_env
 from ray_maddpg.experiment.evaluate import run_episodes
 from ray_maddpg.maddpg import MADDPGConfig
-from ray_maddpg.maddpg.policy import DeterministicPolicy
+from ray_maddpg.maddpg.checkpoint import DeterministicPolicy
 
 pytestmark = pytest.mark.learning
 torch.set_num_threads(1)

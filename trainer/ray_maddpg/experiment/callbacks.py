@@ -62,7 +62,7 @@ def evaluate_during_training(
 
 def current_policy(algorithm: Any) -> Any:
     """The learner's current actors as a ``DeterministicPolicy`` (a copy, in this process)."""
-    from ray_maddpg.maddpg.policy import DeterministicPolicy
+    from ray_maddpg.maddpg.checkpoint import DeterministicPolicy
 
     module = algorithm.config.get_multi_rl_module_spec().build()
     module.set_state(algorithm.learner_group.get_weights())

@@ -18,7 +18,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(maddpg, name)
     if name == "load_policy":
-        from ray_maddpg.maddpg.policy import load_policy
+        from ray_maddpg.maddpg.checkpoint import load_policy
 
         return load_policy
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -36,9 +36,9 @@ from ray_maddpg.maddpg.batch import JointBatch
 from ray_maddpg.maddpg.core import RELAXATIONS
 from ray_maddpg.maddpg.env_runner import JointEnvRunner, make_joint_env
 from ray_maddpg.maddpg.layout import AgentLayout, team_of
-from ray_maddpg.maddpg.maddpg_rl_module import MADDPGTorchRLModule
 from ray_maddpg.maddpg.replay import JointReplayBuffer
 from ray_maddpg.maddpg.torch.maddpg_torch_learner import NUM_UPDATES, MADDPGTorchLearner
+from ray_maddpg.maddpg.torch.maddpg_torch_rl_module import MADDPGTorchRLModule
 
 CRITIC_KINDS = ("centralized", "local")
 NUM_UPDATES_LIFETIME = "num_learner_updates_lifetime"
