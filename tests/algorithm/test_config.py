@@ -7,6 +7,7 @@ from maddpg_helpers import ScriptedEnv
 
 from ray_maddpg.errors import ConfigError
 from ray_maddpg.maddpg import MADDPGConfig
+from ray_maddpg.maddpg.maddpg import FIELDS
 from ray_maddpg.maddpg.env_runner import JointEnvRunner
 
 # The paper's settings except the learning rates (paper: 1e-2 for both; docs/results.md, "The
@@ -51,11 +52,20 @@ def test_defaults_are_the_papers_settings_but_the_learning_rates():
     assert config.action_rule_of(discrete=False) == "tanh"
 
 
-def test_user_fields_list_every_setting_with_a_type_its_default_has():
+def test_every_setting_is_declared_once_and_its_default_passes_its_own_check():
     config = MADDPGConfig()
-    assert set(MADDPGConfig.USER_FIELDS) == set(DEFAULTS)
-    for name, types in MADDPGConfig.USER_FIELDS.items():
-        assert isinstance(getattr(config, name), types), name
+    assert set(FIELDS) == set(DEFAULTS) and MADDPGConfig.USER_FIELDS is FIELDS
+    for name, field in FIELDS.items():
+        assert field.check(getattr(config, name)) is None, name
+        assert field.doc, name
+    config.validate()
+
+
+def test_training_takes_every_field_and_refuses_unknown_keywords():
+    config = MADDPGConfig().training(**{name: field.default for name, field in FIELDS.items()})
+    assert {name: getattr(config, name) for name in DEFAULTS} == DEFAULTS
+    with pytest.raises(TypeError):
+        MADDPGConfig().training(actor_learning_rate=0.1)
 
 
 def test_default_env_runner_is_the_joint_runner():

@@ -11,6 +11,7 @@ import sys
 
 from ray_maddpg import __version__
 from ray_maddpg.errors import ConfigError
+from ray_maddpg.validation import positive_int, problem
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,8 +69,8 @@ def _add_checkpoint_args(command: argparse.ArgumentParser) -> None:
 
 
 def _positive(value: int, flag: str) -> None:
-    if value < 1:
-        raise ConfigError([(flag, f"must be a positive integer (got {value})")])
+    if (message := problem(positive_int, value)) is not None:
+        raise ConfigError([(flag, message)])
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -18,13 +18,13 @@ import gymnasium as gym
 import numpy as np
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
+from ray_maddpg.envs.options import OPTION_CHECKS
 from ray_maddpg.errors import ConfigError
 from ray_maddpg.maddpg.layout import team_of, teams_of  # noqa: F401  (re-exported by ray_maddpg.envs)
+from ray_maddpg.validation import one_of, problem
 
 ENV_NAME = "mpe2"
 """The name under which ``register_mpe_env`` registers the env with Tune."""
-
-_RENDER_MODES = (None, "rgb_array", "human")
 
 BACKENDS = ("mpe2", "batched")
 """What steps an env runner's envs (``env.backend``): mpe2 itself, one object per env, or the
@@ -36,53 +36,6 @@ DEFAULT_BACKEND = "batched"
 # the source of benchmark infos.
 _MPE2_ONLY = {"render_mode": None, "benchmark_data": False}
 
-
-def _positive_int(value: Any) -> str | None:
-    ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
-    return None if ok else "must be a positive integer"
-
-
-def _non_negative_int(value: Any) -> str | None:
-    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
-    return None if ok else "must be an integer >= 0"
-
-
-def _optional_positive_int(value: Any) -> str | None:
-    return None if value is None or _positive_int(value) is None else "must be null or a positive integer"
-
-
-def _bool(value: Any) -> str | None:
-    return None if isinstance(value, bool) else "must be true or false"
-
-
-def _ratio(value: Any) -> str | None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and 0.0 <= value <= 1.0
-    return None if ok else "must be a number in [0, 1]"
-
-
-def _render_mode(value: Any) -> str | None:
-    return None if value in _RENDER_MODES else "must be null, 'rgb_array' or 'human'"
-
-
-# One checker per mpe2 constructor argument; each returns None or what is allowed.
-OPTION_CHECKS = {
-    "N": _positive_int,
-    "num_good": _positive_int,
-    "num_adversaries": _positive_int,
-    "num_obstacles": _non_negative_int,
-    "num_food": _non_negative_int,
-    "num_forests": _non_negative_int,
-    "max_cycles": _positive_int,
-    "local_ratio": _ratio,
-    "continuous_actions": _bool,
-    "dynamic_rescaling": _bool,
-    "benchmark_data": _bool,
-    "curriculum": _bool,
-    "terminate_on_success": _bool,
-    "num_agent_neighbors": _optional_positive_int,
-    "num_landmark_neighbors": _optional_positive_int,
-    "render_mode": _render_mode,
-}
 
 _COMMON = ("max_cycles", "continuous_actions", "render_mode", "dynamic_rescaling", "benchmark_data")
 _NEIGHBORS = ("num_agent_neighbors", "num_landmark_neighbors")
@@ -148,8 +101,8 @@ def validate_env_config(scenario: Any, options: Mapping[str, Any], field_prefix:
     spec = SCENARIOS.get(scenario) if isinstance(scenario, str) else None
     if spec is None:
         allowed = ", ".join(sorted(SCENARIOS))
-        problem = "is required" if scenario is None else f"unknown scenario {scenario!r}"
-        raise ConfigError([(f"{prefix}scenario", f"{problem}; allowed: {allowed}")])
+        what = "is required" if scenario is None else f"unknown scenario {scenario!r}"
+        raise ConfigError([(f"{prefix}scenario", f"{what}; allowed: {allowed}")])
     problems = _backend_problems(options, prefix)
     for name, value in options.items():
         if name == "backend":
@@ -158,9 +111,8 @@ def validate_env_config(scenario: Any, options: Mapping[str, Any], field_prefix:
             allowed = ", ".join(sorted((*spec.options, "backend")))
             problems.append((f"{prefix}{name}", f"unknown option for {scenario}; allowed: {allowed}"))
             continue
-        message = OPTION_CHECKS[name](value)
-        if message is not None:
-            problems.append((f"{prefix}{name}", f"{message} (got {value!r})"))
+        if (message := problem(OPTION_CHECKS[name], value)) is not None:
+            problems.append((f"{prefix}{name}", message))
     if problems:
         raise ConfigError(problems)
     return dict(options)
@@ -168,8 +120,8 @@ def validate_env_config(scenario: Any, options: Mapping[str, Any], field_prefix:
 
 def _backend_problems(options: Mapping[str, Any], prefix: str) -> list[tuple[str, str]]:
     backend = options.get("backend", DEFAULT_BACKEND)
-    if backend not in BACKENDS:
-        return [(f"{prefix}backend", f"must be one of {', '.join(BACKENDS)} (got {backend!r})")]
+    if (message := problem(one_of(*BACKENDS), backend)) is not None:
+        return [(f"{prefix}backend", message)]
     if backend != "batched":
         return []
     return [

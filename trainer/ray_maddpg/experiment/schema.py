@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,16 @@ from typing import Any
 import yaml
 
 from ray_maddpg.errors import ConfigError
+from ray_maddpg.validation import (
+    Check,
+    boolean,
+    int_at_least,
+    list_of,
+    number,
+    number_above,
+    optional,
+    problem,
+)
 
 SEARCH_KINDS = ("grid_search", "choice")
 
@@ -253,68 +263,25 @@ def to_tune_space(tree: Any) -> Any:
 
 # ---------------------------------------------------------------- validation
 
-Check = Callable[[Any], str | None]
-
-
-def _int_at_least(low: int) -> Check:
-    def check(value: Any) -> str | None:
-        ok = isinstance(value, int) and not isinstance(value, bool) and value >= low
-        return None if ok else f"must be an integer >= {low} (got {value!r})"
-
-    return check
-
-
-def _number_at_least(low: float, *, strict: bool = False) -> Check:
-    def check(value: Any) -> str | None:
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        ok = ok and (value > low if strict else value >= low)
-        sign = ">" if strict else ">="
-        return None if ok else f"must be a number {sign} {low} (got {value!r})"
-
-    return check
-
-
-def _number(value: Any) -> str | None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
-    return None if ok else f"must be a number (got {value!r})"
-
-
-def _optional(check: Check) -> Check:
-    def optional(value: Any) -> str | None:
-        message = check(value)
-        return None if value is None or message is None else message.replace("must be", "must be null or", 1)
-
-    return optional
-
-
-def _boolean(value: Any) -> str | None:
-    return None if isinstance(value, bool) else f"must be true or false (got {value!r})"
-
-
-def _seed_list(value: Any) -> str | None:
-    ok = isinstance(value, list) and value and all(_int_at_least(0)(v) is None for v in value)
-    return None if ok else f"must be null or a non-empty list of integers >= 0 (got {value!r})"
-
-
 SECTIONS: dict[str, dict[str, Check]] = {
     "resources": {
-        "num_env_runners": _int_at_least(0),
-        "num_envs_per_env_runner": _int_at_least(1),
-        "num_cpus_per_env_runner": _number_at_least(0, strict=True),
-        "num_gpus_per_learner": _number_at_least(0),
+        "num_env_runners": int_at_least(0),
+        "num_envs_per_env_runner": int_at_least(1),
+        "num_cpus_per_env_runner": number_above(0, strict=True),
+        "num_gpus_per_learner": number_above(0),
     },
     "stop": {
-        "env_steps": _int_at_least(1),
-        "training_iteration": _int_at_least(1),
-        "time_total_s": _number_at_least(0, strict=True),
-        "episode_return_mean": _number,
+        "env_steps": int_at_least(1),
+        "training_iteration": int_at_least(1),
+        "time_total_s": number_above(0, strict=True),
+        "episode_return_mean": number,
     },
-    "checkpoint": {"every_iterations": _int_at_least(0), "keep": _optional(_int_at_least(1))},
-    "evaluation": {"every_iterations": _int_at_least(0), "episodes": _int_at_least(1), "gif": _boolean},
+    "checkpoint": {"every_iterations": int_at_least(0), "keep": optional(int_at_least(1))},
+    "evaluation": {"every_iterations": int_at_least(0), "episodes": int_at_least(1), "gif": boolean},
     "tune": {
-        "num_samples": _int_at_least(1),
-        "seeds": lambda v: None if v is None else _seed_list(v),
-        "max_concurrent_trials": _optional(_int_at_least(1)),
+        "num_samples": int_at_least(1),
+        "seeds": optional(list_of(int_at_least(0), "integers >= 0")),
+        "max_concurrent_trials": optional(int_at_least(1)),
     },
 }
 
@@ -335,7 +302,7 @@ def _check_section(name: str, value: Any, problems: list) -> dict[str, Any]:
         if search_kind(item):
             problems.append((f"{name}.{key}", "search spaces are only allowed under env and algorithm"))
             continue
-        message = checks[key](item)
+        message = problem(checks[key], item)
         if message:
             problems.append((f"{name}.{key}", message))
     return {k: v for k, v in value.items() if k in checks}
@@ -422,7 +389,7 @@ def validate_experiment(data: dict[str, Any], default_name: str = "experiment") 
     if not isinstance(description, str):
         problems.append(("description", "must be a string"))
     seed = data.get("seed", 0)
-    if message := _int_at_least(0)(seed):
+    if message := problem(int_at_least(0), seed):
         problems.append(("seed", message))
 
     scenario = data.get("scenario")

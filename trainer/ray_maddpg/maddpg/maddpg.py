@@ -8,7 +8,10 @@ With remote env runners, the next sample runs while the learner updates on the l
 
 from __future__ import annotations
 
+import copy
+import inspect
 import weakref
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -39,80 +42,118 @@ from ray_maddpg.maddpg.layout import AgentLayout, team_of
 from ray_maddpg.maddpg.replay import JointReplayBuffer
 from ray_maddpg.maddpg.torch.maddpg_torch_learner import NUM_UPDATES, MADDPGTorchLearner
 from ray_maddpg.maddpg.torch.maddpg_torch_rl_module import MADDPGTorchRLModule
+from ray_maddpg.validation import (
+    Check,
+    boolean,
+    int_at_least,
+    list_of,
+    number_above,
+    number_in,
+    one_of,
+    optional,
+    positive_int,
+)
+from ray_maddpg.validation import problems as validation_problems
 
 CRITIC_KINDS = ("centralized", "local")
 NUM_UPDATES_LIFETIME = "num_learner_updates_lifetime"
 UPDATES_PER_ENV_STEP = "updates_per_env_step"
 
 
-class MADDPGConfig(AlgorithmConfig):
-    """MADDPG's settings; the defaults are the paper's (openai/maddpg) except the learning rates
-    and the discrete action rule, which docs/results.md's measurements chose (the paper: lr 1e-2
-    for both networks and soft Gumbel-softmax actions)."""
+def _per_team(check: Check, message: str) -> Check:
+    """``check``, or a dict team -> a value ``check`` allows (per-team settings)."""
 
-    # The user-facing training settings and the types an experiment file may give them.
-    USER_FIELDS: dict[str, tuple[type, ...]] = {
-        "actor_lr": (float, int),
-        "critic_lr": (float, int),
-        "gamma": (float, int),
-        "tau": (float, int),
-        "train_batch_size_per_learner": (int,),
-        "replay_buffer_capacity": (int,),
-        "num_steps_sampled_before_learning_starts": (int,),
-        "env_steps_per_update": (int,),
-        "grad_clip": (float, int, type(None)),
-        "actor_logit_penalty": (float, int),
-        "actor_hidden": (list,),
-        "critic_hidden": (list,),
-        "critic": (str, dict),
-        "twin_q": (bool,),
-        "policy_delay": (int,),
-        "target_noise": (float, int),
-        "target_noise_clip": (float, int),
-        "exploration_noise": (float, int),
-        "exploration_noise_final": (float, int, type(None)),
-        "exploration_anneal_steps": (int,),
-        "gumbel_temperature": (float, int),
-        "action_relaxation": (str, type(None)),
-        "sequential_update": (bool,),
-        "fused_update": (bool,),
-        "share_parameters": (bool, dict),
-        "store_buffer_in_checkpoints": (bool,),
-    }
+    def per_team(value: Any) -> str | None:
+        values = value.values() if isinstance(value, dict) else [value]
+        return None if all(check(v) is None for v in values) else message
+
+    return per_team
+
+
+@dataclass(frozen=True)
+class Field:
+    """One algorithm setting: its default, its check (``validation``) and what it means."""
+
+    default: Any
+    check: Check
+    doc: str
+
+
+# Every algorithm setting, declared once: ``MADDPGConfig``'s defaults, ``training()``'s keywords,
+# ``validate()`` and the experiment file's ``algorithm`` section all come from this table. The
+# defaults are the paper's (openai/maddpg) except the learning rates and the discrete action
+# rule, which docs/results.md's measurements chose (the paper: lr 1e-2 for both networks and
+# soft Gumbel-softmax actions).
+FIELDS: dict[str, Field] = {
+    # Adam learning rates: a critic precise enough near the goal, and an actor ten times slower
+    # than it (the paper's 1e-2 for both drifts on `simple`: docs/results.md).
+    "actor_lr": Field(1e-4, number_above(0, strict=True), "Adam learning rate of every actor"),
+    "critic_lr": Field(1e-3, number_above(0, strict=True), "Adam learning rate of every critic"),
+    "gamma": Field(0.95, number_in(0, 1), "discount"),
+    "tau": Field(
+        0.01, number_in(0, 1, open_low=True), "Polyak rate of the target networks, after every update"
+    ),
+    "train_batch_size_per_learner": Field(1024, int_at_least(1), "joint transitions per update"),
+    "replay_buffer_capacity": Field(1_000_000, int_at_least(1), "joint transitions kept"),
+    "num_steps_sampled_before_learning_starts": Field(
+        25_600, int_at_least(0), "env steps before learning (1024 * 25)"
+    ),
+    "env_steps_per_update": Field(100, int_at_least(1), "joint env steps per update of all agents"),
+    "grad_clip": Field(
+        0.5, optional(number_above(0, strict=True)), "global gradient norm, per network (null: off)"
+    ),
+    "actor_logit_penalty": Field(1e-3, number_above(0), "weight of mean(actor output^2) in the actor loss"),
+    "actor_hidden": Field(
+        [64, 64], list_of(positive_int, "positive integers", non_empty=False), "actor MLP hidden sizes (ReLU)"
+    ),
+    "critic_hidden": Field(
+        [64, 64],
+        list_of(positive_int, "positive integers", non_empty=False),
+        "critic MLP hidden sizes (ReLU)",
+    ),
+    "critic": Field(
+        "centralized",
+        _per_team(one_of(*CRITIC_KINDS), "must be 'centralized', 'local' or a dict team -> one of them"),
+        "centralized (MADDPG), local (DDPG), or {team: kind}",
+    ),
+    "twin_q": Field(False, boolean, "MATD3: two critics, min in the target"),
+    "policy_delay": Field(1, int_at_least(1), "MATD3: actors and targets move every n-th update"),
+    "target_noise": Field(0.0, number_above(0), "MATD3: target policy smoothing std (continuous actions)"),
+    "target_noise_clip": Field(0.5, number_above(0), "MATD3: clip of that noise"),
+    "exploration_noise": Field(0.1, number_above(0), "Gaussian std on continuous actions while sampling"),
+    "exploration_noise_final": Field(None, optional(number_above(0)), "std after annealing (null: constant)"),
+    "exploration_anneal_steps": Field(0, int_at_least(0), "env steps of the linear annealing"),
+    "gumbel_temperature": Field(
+        1.0, number_above(0, strict=True), "Gumbel-softmax temperature (discrete actions)"
+    ),
+    "action_relaxation": Field(
+        None,
+        optional(one_of(*RELAXATIONS)),
+        "the action vector executed, stored, targeted and trained on (core.ActionRule): null = expected "
+        "for discrete actions, tanh for continuous; simplex needs env.continuous_actions: true",
+    ),
+    "sequential_update": Field(True, boolean, "critic step, then the actor against the updated critic"),
+    "fused_update": Field(True, boolean, "every agent's networks stacked in one update (maddpg/fused.py)"),
+    "share_parameters": Field(
+        False,
+        _per_team(boolean, "must be true/false or a dict team -> true/false"),
+        "one module per team of homogeneous agents (bool or {team: bool})",
+    ),
+    "store_buffer_in_checkpoints": Field(False, boolean, "include the replay buffer in checkpoints"),
+}
+# AlgorithmConfig.training's own keywords among them (gamma, grad_clip, ...) go through RLlib.
+_RLLIB_TRAINING = set(inspect.signature(AlgorithmConfig.training).parameters)
+
+
+class MADDPGConfig(AlgorithmConfig):
+    """MADDPG's settings: ``FIELDS`` (their defaults, checks and meaning) plus RLlib's own."""
+
+    USER_FIELDS = FIELDS  # the settings an experiment file's `algorithm` section may give
 
     def __init__(self, algo_class=None):
         super().__init__(algo_class=algo_class or MADDPG)
-        # Adam learning rates: a critic precise enough near the goal, and an actor ten times
-        # slower than it (the paper's 1e-2 for both drifts on `simple`: docs/results.md).
-        self.actor_lr = 1e-4
-        self.critic_lr = 1e-3
-        self.gamma = 0.95  # discount
-        self.tau = 0.01  # Polyak rate of the target networks, after every update
-        self.train_batch_size_per_learner = 1024  # joint transitions per update
-        self.replay_buffer_capacity = 1_000_000  # joint transitions kept
-        self.num_steps_sampled_before_learning_starts = 25_600  # 1024 * 25 env steps
-        self.env_steps_per_update = 100  # one update of all agents per 100 joint env steps
-        self.grad_clip = 0.5  # global gradient norm, per network (None: off)
-        self.actor_logit_penalty = 1e-3  # weight of mean(actor output^2) in the actor loss
-        self.actor_hidden = [64, 64]  # actor MLP hidden sizes (ReLU)
-        self.critic_hidden = [64, 64]  # critic MLP hidden sizes (ReLU)
-        self.critic = "centralized"  # "centralized" (MADDPG), "local" (DDPG) or {team: kind}
-        self.twin_q = False  # MATD3: two critics, min in the target
-        self.policy_delay = 1  # MATD3: actors and targets move every n-th update
-        self.target_noise = 0.0  # MATD3: target policy smoothing std (continuous actions)
-        self.target_noise_clip = 0.5  # MATD3: clip of that noise
-        self.exploration_noise = 0.1  # Gaussian std on continuous actions while sampling
-        self.exploration_noise_final = None  # std after annealing (None: constant)
-        self.exploration_anneal_steps = 0  # env steps of the linear annealing
-        self.gumbel_temperature = 1.0  # Gumbel-softmax temperature (discrete actions)
-        # Which action vector is executed, stored, used in targets and in the actor loss
-        # (core.ActionRule): null = expected for discrete actions, tanh for continuous;
-        # "simplex" (the paper's soft vectors) needs env.continuous_actions: true.
-        self.action_relaxation = None
-        self.sequential_update = True  # critic step, then the actor against the updated critic
-        self.fused_update = True  # every agent's networks stacked in one update (maddpg/fused.py)
-        self.share_parameters = False  # one module per team of homogeneous agents (bool or {team: bool})
-        self.store_buffer_in_checkpoints = False  # include the replay buffer in checkpoints
+        for name, field in FIELDS.items():
+            setattr(self, name, copy.deepcopy(field.default))
 
         # RLlib settings that fit MADDPG.
         self.env = "mpe2"
@@ -123,38 +164,12 @@ class MADDPGConfig(AlgorithmConfig):
         self.broadcast_env_runner_states = False
         self.policy_mapping_fn = _module_of_agent
 
-    def training(
-        self,
-        *,
-        actor_lr=NotProvided,
-        critic_lr=NotProvided,
-        tau=NotProvided,
-        replay_buffer_capacity=NotProvided,
-        num_steps_sampled_before_learning_starts=NotProvided,
-        env_steps_per_update=NotProvided,
-        actor_logit_penalty=NotProvided,
-        actor_hidden=NotProvided,
-        critic_hidden=NotProvided,
-        critic=NotProvided,
-        twin_q=NotProvided,
-        policy_delay=NotProvided,
-        target_noise=NotProvided,
-        target_noise_clip=NotProvided,
-        exploration_noise=NotProvided,
-        exploration_noise_final=NotProvided,
-        exploration_anneal_steps=NotProvided,
-        gumbel_temperature=NotProvided,
-        action_relaxation=NotProvided,
-        sequential_update=NotProvided,
-        fused_update=NotProvided,
-        share_parameters=NotProvided,
-        store_buffer_in_checkpoints=NotProvided,
-        **kwargs,
-    ) -> MADDPGConfig:
-        """MADDPG's settings, plus everything ``AlgorithmConfig.training`` takes (gamma, grad_clip, ...)."""
+    def training(self, **kwargs) -> MADDPGConfig:
+        """Any ``FIELDS`` setting, plus everything ``AlgorithmConfig.training`` takes."""
+        ours = {k: kwargs.pop(k) for k in list(kwargs) if k in FIELDS and k not in _RLLIB_TRAINING}
         super().training(**kwargs)
-        for name, value in list(locals().items()):
-            if name not in ("self", "kwargs", "__class__") and value is not NotProvided:
+        for name, value in ours.items():
+            if value is not NotProvided:
                 setattr(self, name, value)
         return self
 
@@ -279,79 +294,9 @@ class MADDPGConfig(AlgorithmConfig):
 
     def validate(self) -> None:
         super().validate()
-        problems = []
-
-        def number(name: str, ok, allowed: str) -> None:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not ok(value):
-                problems.append((f"algorithm.{name}", f"{allowed} (got {value!r})"))
-
-        def integer(name: str, minimum: int) -> None:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                problems.append((f"algorithm.{name}", f"must be an integer >= {minimum} (got {value!r})"))
-
-        for name in ("actor_lr", "critic_lr"):
-            number(name, lambda v: v > 0, "must be a number > 0")
-        number("gamma", lambda v: 0 <= v <= 1, "must be a number in [0, 1]")
-        number("tau", lambda v: 0 < v <= 1, "must be a number in (0, 1]")
-        for name in ("actor_logit_penalty", "target_noise", "target_noise_clip", "exploration_noise"):
-            number(name, lambda v: v >= 0, "must be a number >= 0")
-        number("gumbel_temperature", lambda v: v > 0, "must be a number > 0")
-        if self.exploration_noise_final is not None:
-            number("exploration_noise_final", lambda v: v >= 0, "must be null or a number >= 0")
-        if self.grad_clip is not None:
-            number("grad_clip", lambda v: v > 0, "must be null or a number > 0")
-        for name in (
-            "train_batch_size_per_learner",
-            "replay_buffer_capacity",
-            "env_steps_per_update",
-            "policy_delay",
-        ):
-            integer(name, 1)
-        for name in ("num_steps_sampled_before_learning_starts", "exploration_anneal_steps"):
-            integer(name, 0)
-        for name in ("actor_hidden", "critic_hidden"):
-            value = getattr(self, name)
-            if not isinstance(value, list | tuple) or not all(
-                isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in value
-            ):
-                problems.append((f"algorithm.{name}", f"must be a list of positive integers (got {value!r})"))
-        critic = self.critic
-        kinds = critic.values() if isinstance(critic, dict) else [critic]
-        if not isinstance(critic, str | dict) or any(k not in CRITIC_KINDS for k in kinds):
-            problems.append(
-                (
-                    "algorithm.critic",
-                    f"must be 'centralized', 'local' or a dict team -> one of them (got {critic!r})",
-                )
-            )
-        share = self.share_parameters
-        flags = share.values() if isinstance(share, dict) else [share]
-        if not isinstance(share, bool | dict) or any(not isinstance(f, bool) for f in flags):
-            problems.append(
-                (
-                    "algorithm.share_parameters",
-                    f"must be true/false or a dict team -> true/false (got {share!r})",
-                )
-            )
-        if self.action_relaxation is not None and self.action_relaxation not in RELAXATIONS:
-            problems.append(
-                (
-                    "algorithm.action_relaxation",
-                    f"must be null or one of {', '.join(RELAXATIONS)} (got {self.action_relaxation!r})",
-                )
-            )
-        if not isinstance(self.fused_update, bool):
-            problems.append(("algorithm.fused_update", f"must be true or false (got {self.fused_update!r})"))
-        if not isinstance(self.sequential_update, bool):
-            problems.append(
-                ("algorithm.sequential_update", f"must be true or false (got {self.sequential_update!r})")
-            )
-        if not isinstance(self.twin_q, bool):
-            problems.append(("algorithm.twin_q", f"must be true or false (got {self.twin_q!r})"))
-        if not isinstance(self.store_buffer_in_checkpoints, bool):
-            problems.append(("algorithm.store_buffer_in_checkpoints", "must be true or false"))
+        checks = {name: field.check for name, field in FIELDS.items()}
+        values = {name: getattr(self, name) for name in FIELDS}
+        problems = validation_problems(values, checks, prefix="algorithm.")
         if problems:
             raise ConfigError(problems)
 

@@ -27,7 +27,9 @@ from ray_maddpg.envs.batched.simple_speaker_listener import SimpleSpeakerListene
 from ray_maddpg.envs.batched.simple_spread import SimpleSpread
 from ray_maddpg.envs.batched.simple_tag import SimpleTag
 from ray_maddpg.envs.batched.simple_world_comm import SimpleWorldComm
+from ray_maddpg.envs.options import OPTION_CHECKS
 from ray_maddpg.errors import ConfigError
+from ray_maddpg.validation import boolean, positive_int, problem
 
 SCENARIOS: dict[str, type[Scenario]] = {
     "simple": Simple,
@@ -48,31 +50,6 @@ _IGNORED_OPTIONS = ("dynamic_rescaling",)
 _DEFAULT_ONLY = {"render_mode": None, "benchmark_data": False}
 
 
-def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
-def _non_negative_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-_CHECKS = {
-    "N": (_positive_int, "must be a positive integer"),
-    "num_good": (_positive_int, "must be a positive integer"),
-    "num_adversaries": (_positive_int, "must be a positive integer"),
-    "num_obstacles": (_non_negative_int, "must be an integer >= 0"),
-    "num_food": (_non_negative_int, "must be an integer >= 0"),
-    "num_forests": (_non_negative_int, "must be an integer >= 0"),
-    "max_cycles": (_positive_int, "must be a positive integer"),
-    "local_ratio": (
-        lambda v: isinstance(v, int | float) and not isinstance(v, bool) and 0.0 <= v <= 1.0,
-        "must be a number in [0, 1]",
-    ),
-    "num_agent_neighbors": (lambda v: v is None or _positive_int(v), "must be null or a positive integer"),
-    "num_landmark_neighbors": (lambda v: v is None or _positive_int(v), "must be null or a positive integer"),
-}
-
-
 def scenario_options(scenario: str) -> tuple[str, ...]:
     """Every option ``make_batched_env`` accepts for a scenario (mpe2's ``raw_env`` arguments)."""
     own = tuple(inspect.signature(SCENARIOS[scenario]).parameters)
@@ -90,10 +67,8 @@ def _problems(scenario: str, options: dict[str, Any]) -> list[tuple[str, str]]:
             problems.append(
                 (field, f"not supported by the batched envs (only {_DEFAULT_ONLY[name]!r}); use the mpe2 env")
             )
-        elif name in _CHECKS and not _CHECKS[name][0](value):
-            problems.append((field, f"{_CHECKS[name][1]} (got {value!r})"))
-        elif name not in _CHECKS and not isinstance(value, bool):
-            problems.append((field, f"must be true or false (got {value!r})"))
+        elif (message := problem(OPTION_CHECKS.get(name, boolean), value)) is not None:
+            problems.append((field, message))
     if scenario == "simple_world_comm" and options.get("num_food", 1) == 0:
         # mpe2's prey reward takes the distance to the nearest food, so it fails without any.
         problems.append(("env.num_food", "must be >= 1 for simple_world_comm (the prey reward needs food)"))
@@ -115,8 +90,8 @@ def make_batched_env(
             [("scenario", f"unknown scenario {scenario!r}; allowed: {', '.join(sorted(SCENARIOS))}")]
         )
     problems = _problems(scenario, options)
-    if not _positive_int(num_envs):
-        problems.append(("num_envs", f"must be a positive integer (got {num_envs!r})"))
+    if (message := problem(positive_int, num_envs)) is not None:
+        problems.append(("num_envs", message))
     if dtype not in (torch.float32, torch.float64):
         problems.append(("dtype", f"must be torch.float32 or torch.float64 (got {dtype!r})"))
     if problems:
