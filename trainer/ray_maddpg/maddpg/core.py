@@ -116,9 +116,9 @@ class ActionRule:
 
     ``expected`` scores the policy pi = softmax(l / T) by the exact expectation of Q over the
     agent's own one-hot actions e_k, the others' actions fixed (``expected_q``): no sampling noise
-    and no biased straight-through gradient, at K critic passes instead of one. The sample it
-    executes is drawn from the same pi. ``straight_through``
-    is maddpg-pytorch's and EPyMARL's regime, ``simplex`` openai/maddpg's
+    and no biased straight-through gradient, at K critic passes instead of one. It explores with
+    a sample of softmax(l), the same pi at the default T = 1. ``straight_through`` is
+    maddpg-pytorch's and EPyMARL's regime, ``simplex`` openai/maddpg's
     (the env executes the soft vector, as mpe2's continuous actions do), ``mixed`` this project's
     earlier combination, kept only as a named ablation. g ~ Gumbel(0, 1), T the temperature.
     """
