@@ -2,7 +2,7 @@
 
 The agents' ids, sizes and action kinds come from the env's spaces; which module serves which
 agent comes from the algorithm config (``MADDPGConfig.agent_layout``, which builds the env once
-per env spec and process and keeps the result). Everything that lays out per-agent data (the
+per config object and env spec and keeps the result). Everything that lays out per-agent data (the
 modules, the env runner, the replay buffer, the learner's batch, evaluation) reads one layout.
 """
 
