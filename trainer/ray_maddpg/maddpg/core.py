@@ -95,6 +95,8 @@ def squash(raw: torch.Tensor) -> torch.Tensor:
 
 RELAXATIONS = ("expected", "straight_through", "simplex", "mixed")
 """How a logits actor's actions are formed; see ``ActionRule``. ``tanh`` is the continuous rule."""
+ONE_HOT_RULES = ("expected", "straight_through", "mixed")
+"""The rules that execute and store one-hots, so they need discrete env actions."""
 
 
 @dataclass(frozen=True)
@@ -135,7 +137,7 @@ class ActionRule:
     @property
     def one_hot(self) -> bool:
         """Stored and executed actions are one-hots (the env takes their argmax)."""
-        return self.kind in ("expected", "straight_through", "mixed")
+        return self.kind in ONE_HOT_RULES
 
     def explore(self, out: torch.Tensor, *, noise_std: float = 0.1, rng: np.random.Generator | None = None):
         """The action executed and stored while collecting data.

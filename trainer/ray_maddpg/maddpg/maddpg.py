@@ -36,7 +36,7 @@ from ray.rllib.utils.metrics import (
 from ray_maddpg.envs.mpe import register_mpe_env
 from ray_maddpg.errors import ConfigError
 from ray_maddpg.maddpg.batch import JointBatch
-from ray_maddpg.maddpg.core import RELAXATIONS
+from ray_maddpg.maddpg.core import ONE_HOT_RULES, RELAXATIONS
 from ray_maddpg.maddpg.env_runner import JointEnvRunner, make_joint_env
 from ray_maddpg.maddpg.layout import AgentLayout, team_of
 from ray_maddpg.maddpg.replay import JointReplayBuffer
@@ -253,7 +253,7 @@ class MADDPGConfig(AlgorithmConfig):
                     "'simplex' executes soft vectors: set env.continuous_actions: true",
                 )
             )
-        if self.action_relaxation in ("expected", "straight_through", "mixed") and False in discrete:
+        if self.action_relaxation in ONE_HOT_RULES and False in discrete:
             problems.append(
                 (
                     "algorithm.action_relaxation",
