@@ -7,8 +7,8 @@ from maddpg_helpers import ScriptedEnv
 
 from ray_maddpg.errors import ConfigError
 from ray_maddpg.maddpg import MADDPGConfig
-from ray_maddpg.maddpg.maddpg import FIELDS
 from ray_maddpg.maddpg.env_runner import JointEnvRunner
+from ray_maddpg.maddpg.maddpg import FIELDS
 
 # The paper's settings except the learning rates (paper: 1e-2 for both; docs/results.md, "The
 # learning core on `simple`", has why).
