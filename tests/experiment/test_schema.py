@@ -91,6 +91,28 @@ def test_per_team_critic_is_checked_against_the_scenario_teams():
     assert "predator" in problems_of(bad)["algorithm.critic"]
 
 
+def test_checking_a_file_builds_no_env(monkeypatch):
+    def no_env(*args, **kwargs):
+        raise AssertionError("an env was built to check an experiment file")
+
+    monkeypatch.setattr("mpe2.simple_tag_v3.raw_env.__init__", no_env)
+    monkeypatch.setattr("ray_maddpg.envs.batched.env.BatchedMPEEnv.__init__", no_env)
+    teams = {"adversary": "local", "agent": "centralized"}
+    for backend in ("mpe2", "batched"):
+        env = {"backend": backend, "num_adversaries": 2}
+        validate_experiment(with_(scenario="simple_tag", env=env, algorithm={"critic": teams}))
+        bad = with_(scenario="simple_tag", env=env, algorithm={"share_parameters": {"prey": True}})
+        assert problems_of(bad)["algorithm.share_parameters"] == (
+            "unknown team(s) ['prey']; teams: ['adversary', 'agent']"
+        )
+
+
+def test_world_comm_needs_food_on_either_backend():
+    for backend in ("mpe2", "batched"):
+        bad = with_(scenario="simple_world_comm", env={"backend": backend, "num_food": 0})
+        assert "needs food" in problems_of(bad)["env.num_food"]
+
+
 def test_env_backend_is_batched_or_mpe2_and_reaches_the_env_config():
     experiment = validate_experiment(with_(env={"backend": "batched"}))
     assert experiment.env_config == {"scenario": "simple_spread", "backend": "batched"}

@@ -20,7 +20,7 @@ import torch
 
 from ray_maddpg.envs import SCENARIOS as MPE_SCENARIOS
 from ray_maddpg.envs import make_env
-from ray_maddpg.envs.batched import SCENARIOS, make_batched_env, scenario_options
+from ray_maddpg.envs.batched import SCENARIOS, make_batched_env, scenario_agents, scenario_options
 from ray_maddpg.errors import ConfigError
 from ray_maddpg.maddpg.layout import AgentLayout
 
@@ -287,6 +287,12 @@ def test_spaces_match_the_mpe2_wrapper():
                 layout.act_sizes,
             )
             assert env.discrete == [not continuous] * len(env.agents) and env.max_cycles == mpe.max_cycles
+
+
+@pytest.mark.parametrize("case", CASES, ids=_case_id)
+def test_scenario_agents_are_the_mpe2_agents_without_building_an_env(case):
+    scenario, options, _ = case
+    assert scenario_agents(scenario, **options) == sorted(make_env(scenario, **options).possible_agents)
 
 
 def test_actions_of_the_wrong_shape_are_refused():

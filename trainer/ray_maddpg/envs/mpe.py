@@ -18,7 +18,7 @@ import gymnasium as gym
 import numpy as np
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
-from ray_maddpg.envs.options import OPTION_CHECKS
+from ray_maddpg.envs.options import option_check
 from ray_maddpg.errors import ConfigError
 from ray_maddpg.maddpg.layout import team_of, teams_of  # noqa: F401  (re-exported by ray_maddpg.envs)
 from ray_maddpg.validation import one_of, problem
@@ -111,7 +111,7 @@ def validate_env_config(scenario: Any, options: Mapping[str, Any], field_prefix:
             allowed = ", ".join(sorted((*spec.options, "backend")))
             problems.append((f"{prefix}{name}", f"unknown option for {scenario}; allowed: {allowed}"))
             continue
-        if (message := problem(OPTION_CHECKS[name], value)) is not None:
+        if (message := problem(option_check(scenario, name), value)) is not None:
             problems.append((f"{prefix}{name}", message))
     if problems:
         raise ConfigError(problems)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ray_maddpg.validation import Check, boolean, int_at_least, number_in, optional, positive_int
+from ray_maddpg.validation import Check, boolean, int_at_least, number_in, optional, positive_int, problem
 
 RENDER_MODES = (None, "rgb_array", "human")
 
@@ -32,3 +32,18 @@ OPTION_CHECKS: dict[str, Check] = {
     "num_landmark_neighbors": optional(positive_int),
     "render_mode": render_mode,
 }
+
+
+def _world_comm_food(value: Any) -> str | None:
+    # mpe2's prey reward takes the distance to the nearest food, so it fails without any.
+    message = problem(positive_int, value)
+    return f"{message} for simple_world_comm (the prey reward needs food)" if message else None
+
+
+# Where one scenario allows less than the option's general check.
+_SCENARIO_CHECKS: dict[tuple[str, str], Check] = {("simple_world_comm", "num_food"): _world_comm_food}
+
+
+def option_check(scenario: str, name: str) -> Check:
+    """The check for option ``name`` of ``scenario`` (unknown options: ``boolean``)."""
+    return _SCENARIO_CHECKS.get((scenario, name)) or OPTION_CHECKS.get(name, boolean)

@@ -357,23 +357,24 @@ def validate_algorithm_fields(
 ) -> list[tuple[str, str]]:
     """Problems with concrete ``algorithm`` values, as judged by ``MADDPGConfig`` itself.
 
-    With a valid ``env_config`` it also builds the module layout, which checks per-team
-    settings against the scenario's teams.
+    With a valid ``env_config`` it also checks per-team settings against the scenario's agent ids,
+    read from the scenario's spec: checking a file builds no env.
     """
+    from ray_maddpg.envs.batched import scenario_agents
     from ray_maddpg.maddpg import MADDPGConfig
 
     config = MADDPGConfig().training(**fields)
-    if env_config is not None:
-        config.environment(env_config=env_config)
     try:
         config.validate()
-        if env_config is not None:
-            config.get_multi_rl_module_spec()
     except ConfigError as err:
         return err.problems
     except (ValueError, TypeError) as err:
         return [("algorithm", str(err))]
-    return []
+    if env_config is None:
+        return []
+    options = {k: v for k, v in env_config.items() if k != "scenario"}
+    agents = scenario_agents(env_config["scenario"], **options)
+    return config.setting_problems(agents, [not options.get("continuous_actions", False)])
 
 
 def validate_experiment(data: dict[str, Any], default_name: str = "experiment") -> Experiment:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import inspect
 import weakref
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +39,7 @@ from ray_maddpg.errors import ConfigError
 from ray_maddpg.maddpg.batch import JointBatch
 from ray_maddpg.maddpg.core import ONE_HOT_RULES, RELAXATIONS
 from ray_maddpg.maddpg.env_runner import JointEnvRunner, make_joint_env
-from ray_maddpg.maddpg.layout import AgentLayout, team_of
+from ray_maddpg.maddpg.layout import AgentLayout, team_of, teams_of
 from ray_maddpg.maddpg.replay import JointReplayBuffer
 from ray_maddpg.maddpg.torch.maddpg_torch_learner import NUM_UPDATES, MADDPGTorchLearner
 from ray_maddpg.maddpg.torch.maddpg_torch_rl_module import MADDPGTorchRLModule
@@ -242,10 +243,14 @@ class MADDPGConfig(AlgorithmConfig):
             )
         return MultiRLModuleSpec(rl_module_specs=specs)
 
-    def _check_layout(self, layout: AgentLayout) -> None:
-        teams = layout.teams
+    def setting_problems(self, agents: Sequence[str], discrete: Iterable[bool]) -> list[tuple[str, str]]:
+        """Problems of the per-team and action settings with an env's agent ids and action kinds.
+
+        It needs no env: the experiment schema passes the scenario's agent ids from its spec.
+        """
+        teams = teams_of(agents)
+        discrete = set(discrete)
         problems = []
-        discrete = set(layout.discrete.values())
         if self.action_relaxation == "simplex" and True in discrete:
             problems.append(
                 (
@@ -269,7 +274,11 @@ class MADDPGConfig(AlgorithmConfig):
                     problems.append(
                         (f"algorithm.{name}", f"unknown team(s) {unknown}; teams: {sorted(teams)}")
                     )
-        for team, members in teams.items():
+        return problems
+
+    def _check_layout(self, layout: AgentLayout) -> None:
+        problems = self.setting_problems(layout.agents, layout.discrete.values())
+        for team, members in layout.teams.items():
             if not self.shares(team):
                 continue
             kinds = {(layout.obs_dims[a], layout.act_dims[a], layout.discrete[a]) for a in members}

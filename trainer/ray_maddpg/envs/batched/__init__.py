@@ -27,9 +27,9 @@ from ray_maddpg.envs.batched.simple_speaker_listener import SimpleSpeakerListene
 from ray_maddpg.envs.batched.simple_spread import SimpleSpread
 from ray_maddpg.envs.batched.simple_tag import SimpleTag
 from ray_maddpg.envs.batched.simple_world_comm import SimpleWorldComm
-from ray_maddpg.envs.options import OPTION_CHECKS
+from ray_maddpg.envs.options import option_check
 from ray_maddpg.errors import ConfigError
-from ray_maddpg.validation import boolean, positive_int, problem
+from ray_maddpg.validation import positive_int, problem
 
 SCENARIOS: dict[str, type[Scenario]] = {
     "simple": Simple,
@@ -67,12 +67,18 @@ def _problems(scenario: str, options: dict[str, Any]) -> list[tuple[str, str]]:
             problems.append(
                 (field, f"not supported by the batched envs (only {_DEFAULT_ONLY[name]!r}); use the mpe2 env")
             )
-        elif (message := problem(OPTION_CHECKS.get(name, boolean), value)) is not None:
+        elif (message := problem(option_check(scenario, name), value)) is not None:
             problems.append((field, message))
-    if scenario == "simple_world_comm" and options.get("num_food", 1) == 0:
-        # mpe2's prey reward takes the distance to the nearest food, so it fails without any.
-        problems.append(("env.num_food", "must be >= 1 for simple_world_comm (the prey reward needs food)"))
     return problems
+
+
+def scenario_agents(scenario: str, **options: Any) -> list[str]:
+    """The agent ids of a scenario with these options, sorted, read from its spec (no env built).
+
+    They are mpe2's names (the exactness tests compare them); ``options`` must be valid ones.
+    """
+    own = {k: v for k, v in options.items() if k in inspect.signature(SCENARIOS[scenario]).parameters}
+    return sorted(agent.name for agent in SCENARIOS[scenario](**own).make_world().agents)
 
 
 def make_batched_env(
@@ -104,4 +110,11 @@ def make_batched_env(
     )
 
 
-__all__ = ["SCENARIOS", "BatchedMPEEnv", "Scenario", "make_batched_env", "scenario_options"]
+__all__ = [
+    "SCENARIOS",
+    "BatchedMPEEnv",
+    "Scenario",
+    "make_batched_env",
+    "scenario_agents",
+    "scenario_options",
+]
