@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from ray.rllib.core import COMPONENT_OPTIMIZER
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 from ray.rllib.utils.typing import ModuleID, TensorType
@@ -56,10 +57,12 @@ class MADDPGTorchLearner(TorchLearner):
             for mid in self.module.keys()
         }
 
-    def get_state(self, *args, **kwargs) -> dict[str, Any]:
-        if self._fused is not None:
-            self._fused.write_back(self._modules(), self._optimizers())  # Adam's state too
-        return super().get_state(*args, **kwargs)
+    def get_state(self, components=None, *, not_components=None, **kwargs) -> dict[str, Any]:
+        # The weights are written back after every update() call; Adam's state only when asked
+        # for (checkpoints), not for the env runners' weights each training step.
+        if self._fused is not None and self._check_component(COMPONENT_OPTIMIZER, components, not_components):
+            self._fused.write_back(self._modules(), self._optimizers())
+        return super().get_state(components, not_components=not_components, **kwargs)
 
     def set_state(self, state: dict[str, Any]) -> None:
         super().set_state(state)
@@ -86,6 +89,13 @@ class MADDPGTorchLearner(TorchLearner):
         # One `update()` call may hold several updates (one per minibatch); count them.
         self._next_update = timesteps.get(NUM_UPDATES, 0)
 
+    def after_gradient_based_update(self, *, timesteps: dict[str, Any]) -> None:
+        # Once per `update()` call, not per minibatch: nothing reads the modules' weights between
+        # the minibatches, and the copy costs about a fifth of a small update.
+        if self._fused is not None:
+            self._fused.write_back(self._modules())
+        super().after_gradient_based_update(timesteps=timesteps)
+
     def _uncompiled_update(self, batch: dict[str, Any], **kwargs):
         """One MADDPG update of every module: critics, actors, then the target networks."""
         if self._fused is None:
@@ -93,10 +103,10 @@ class MADDPGTorchLearner(TorchLearner):
         return self._fused_update(batch)
 
     def _fused_update(self, batch: dict[str, Any]):
-        """``FusedMADDPG.update`` on the batch's per-agent columns; weights written back after it."""
+        """``FusedMADDPG.update`` on the batch's per-agent columns (the weights reach the modules
+        in ``after_gradient_based_update``)."""
         self._fused.num_updates = self._next_update
         metrics = self._fused.update_columns(self._per_agent(batch))
-        self._fused.write_back(self._modules())
         self._next_update += 1
         for mid, values in metrics.items():
             for name, value in values.items():
