@@ -100,6 +100,9 @@ def evaluate(learner: FusedMADDPG, rules: list[ActionRule], args, device: Device
 def run(args, variant: str, seed: int) -> dict:
     """One training run; returns its settings, curve and final evaluation."""
     device = Device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.torch.type == "cpu" and args.parallel > 1:
+        # Several runs each on torch's default threads oversubscribe the cores and crawl.
+        torch.set_num_threads(1)
     torch.manual_seed(seed)
     env = make_batched_env(args.scenario, args.envs, device=device.torch, seed=seed)
     obs_dims = dict(zip(env.agents, env.obs_dims, strict=True))
@@ -179,7 +182,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'variant':8s} {'seed':>4s} {'steps':>9s} {'wall':>6s}  final metrics")
     for r in sorted(results, key=lambda r: (r["variant"], r["seed"])):
         metrics = ", ".join(f"{k} {v:.3f}" for k, v in r["final"].items())
-        print(f"{r['variant']:8s} {r['seed']:>4d} {r['env_steps']:>9,d} {r['wall_s']:>5.0f}s  {metrics}")
+        stopped = "" if r["completed"] else f"  (stopped by --budget-s {args.budget_s:g})"
+        print(
+            f"{r['variant']:8s} {r['seed']:>4d} {r['env_steps']:>9,d} {r['wall_s']:>5.0f}s  {metrics}{stopped}"
+        )
     if args.out:
         Path(args.out).write_text(json.dumps({"args": vars(args), "runs": results}, indent=1))
     print(f"total: {time.perf_counter() - start:.0f} s")
