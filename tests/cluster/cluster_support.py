@@ -28,14 +28,16 @@ TINY_EXPERIMENT = {
         "env_steps_per_update": 100,
         "replay_buffer_capacity": 20000,
     },
-    "resources": {"num_env_runners": 1, "num_envs_per_env_runner": 4, "num_gpus_per_learner": 0},
+    # Sampling inside the trial's own actor: a remote env runner is one more process to start
+    # (about 10 s here) for each trial; the worker-fault run asks for two.
+    "resources": {"num_env_runners": 0, "num_envs_per_env_runner": 4, "num_gpus_per_learner": 0},
     "stop": {"env_steps": 7500},
     "checkpoint": {"every_iterations": 1, "keep": 2},
     "seed": 0,
 }
 OVERRIDES = {
     "worker": {"replicas": 2},
-    # The head runs no trials, so every env runner lives on a worker that a test can kill.
+    # The head runs no trials, so every trial and env runner lives on a worker that a test can kill.
     "head": {"rayStartParams": {"num-cpus": "0"}},
     "experiment": {"config": TINY_EXPERIMENT, "waitTimeoutSeconds": 300},
 }
