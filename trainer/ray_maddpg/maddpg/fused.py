@@ -528,31 +528,32 @@ class FusedMADDPG:
         ``parameters()``, as the RLlib learner registers them) also receive Adam's state, so a
         checkpoint of them resumes this learner exactly.
         """
-        for group, optimizer, g, mid in self._slices():
-            for k, mlp, target in self._networks(group, g, modules[mid]):
-                for param, value in zip(mlp.parameters(), group.net.network(k), strict=True):
-                    param.copy_(value)
-                for param, value in zip(target.parameters(), group.target.network(k), strict=True):
-                    param.copy_(value)
-                if optimizers is not None:
+        for param, value in self._weight_pairs(modules):
+            param.copy_(value)
+        if optimizers is not None:
+            for group, optimizer, g, mid in self._slices():
+                for k, mlp, _ in self._networks(group, g, modules[mid]):
                     _write_adam_state(optimizer, group.net, k, optimizers[mid][group.kind], mlp)
 
     @torch.no_grad()
     def load_from(self, modules: Mapping[str, Any], optimizers: Mapping[str, Mapping] | None = None) -> None:
         """Copy every module's weights in (``write_back`` reversed), and Adam's state from
         ``optimizers`` when given (none of them stepped yet: this learner's state is reset)."""
-        for group, _, g, mid in self._slices():
-            for k, mlp, target in self._networks(group, g, modules[mid]):
-                for value, param in zip(mlp.parameters(), group.net.network(k), strict=True):
-                    param.copy_(value)
-                for value, param in zip(target.parameters(), group.target.network(k), strict=True):
-                    param.copy_(value)
+        for param, value in self._weight_pairs(modules):
+            value.copy_(param)
         if optimizers is not None:
             for groups, optimizer in (
                 (self.actors, self.actor_optimizer),
                 (self.critics, self.critic_optimizer),
             ):
                 _read_adam_state(optimizer, groups, modules, optimizers)
+
+    def _weight_pairs(self, modules: Mapping[str, Any]):
+        """(module parameter, its view in the stacked weights) for every network and target."""
+        for group, _, g, mid in self._slices():
+            for k, mlp, target in self._networks(group, g, modules[mid]):
+                yield from zip(mlp.parameters(), group.net.network(k), strict=True)
+                yield from zip(target.parameters(), group.target.network(k), strict=True)
 
     def _slices(self):
         """(group, its fused optimizer, module index g, module id) for every group's modules."""
