@@ -8,7 +8,11 @@
   update (``maddpg/fused.py``) in alternating rounds: ``fused_learner_speedup``;
 - train: end-to-end ``MADDPG.train()`` at the paper's schedule (one update of batch 1024
   per 100 env steps) with remote env runners, after learning has started;
-- scaling: the train rate for 1, 2, ... env runners up to the CPU count.
+- scaling: the train rate for 1, 2, ... env runners up to the CPU count;
+- train on the default ``batched`` backend: simple_spread and simple_world_comm (6 agents);
+- paper budget: the wall time of one whole run of ``presets/paper-simple-spread.yaml`` (1.5M
+  env steps, seed 0, no evaluation or checkpoints), minutes on a laptop (``--no-paper-budget``
+  skips it).
 
 ``make bench`` runs it; it prints a table and writes ``bench/results/throughput.json``.
 """
@@ -27,7 +31,8 @@ import ray
 import torch
 
 from ray_maddpg.envs.mpe import MPEMultiAgentEnv
-from ray_maddpg.experiment.runner import connect
+from ray_maddpg.experiment.runner import algorithm_config, connect
+from ray_maddpg.experiment.schema import load_experiment
 from ray_maddpg.maddpg import MADDPGConfig
 from ray_maddpg.maddpg.env_runner import JointEnvRunner
 from ray_maddpg.maddpg.fused import FusedMADDPG
@@ -38,13 +43,16 @@ SCENARIO = "simple_spread"
 BATCHED_NUM_ENVS = (1, 64, 1024, 4096)
 BATCHED_RATIO_AT = 1024  # the envs per runner of ``batched_sampling_ratio_to_raw``
 RESULTS = Path(__file__).parent / "results" / "throughput.json"
+PAPER_PRESET = Path(__file__).parents[1] / "trainer" / "ray_maddpg" / "presets" / "paper-simple-spread.yaml"
 
 
-def config(num_env_runners: int, num_envs: int, backend: str = "mpe2") -> MADDPGConfig:
+def config(
+    num_env_runners: int, num_envs: int, backend: str = "mpe2", scenario: str = SCENARIO
+) -> MADDPGConfig:
     """The paper's settings; learning starts once one batch is stored, so the rate is measured while learning."""
     return (
         MADDPGConfig()
-        .environment("mpe2", env_config={"scenario": SCENARIO, "backend": backend})
+        .environment("mpe2", env_config={"scenario": scenario, "backend": backend})
         .training(num_steps_sampled_before_learning_starts=2048, replay_buffer_capacity=200_000)
         .env_runners(num_env_runners=num_env_runners, num_envs_per_env_runner=num_envs)
         .reporting(min_sample_timesteps_per_iteration=0)
@@ -150,8 +158,8 @@ def learner_rates(seconds: float, updates_per_call: int = 10, rounds: int = 5) -
     }
 
 
-def train_rate(seconds: float, num_env_runners: int, num_envs: int) -> dict:
-    algo = config(num_env_runners, num_envs).build_algo()
+def train_rate(seconds: float, num_env_runners: int, num_envs: int, **env) -> dict:
+    algo = config(num_env_runners, num_envs, **env).build_algo()
     try:
         # Warm up until learning has started and the pipeline is full.
         while algo.train()["num_learner_updates_lifetime"] < 5:
@@ -167,6 +175,24 @@ def train_rate(seconds: float, num_env_runners: int, num_envs: int) -> dict:
             "learner_updates_per_s_in_training": updates / elapsed,
             "updates_per_env_step": result["updates_per_env_step"],
         }
+    finally:
+        algo.stop()
+
+
+def paper_budget_wall_s() -> float:
+    """Seconds for one whole paper-budget simple_spread run, as ``ray-maddpg train`` sets it up
+    from the preset (its env runners and envs), minus evaluation and checkpoints."""
+    experiment = load_experiment(PAPER_PRESET, ["tune={seeds: null}", "evaluation={every_iterations: 0}"])
+    algo = algorithm_config(experiment).build_algo()
+    try:
+        start = time.perf_counter()
+        last = time.perf_counter()
+        while algo._env_steps < experiment.stop["env_steps"]:
+            algo.train()
+            if time.perf_counter() - last > 60:
+                last = time.perf_counter()
+                print(f"  paper budget: {algo._env_steps:,} env steps after {last - start:.0f} s", flush=True)
+        return time.perf_counter() - start
     finally:
         algo.stop()
 
@@ -194,6 +220,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="measuring time per figure")
     parser.add_argument("--num-envs", type=int, default=16, help="envs per env runner")
     parser.add_argument("--no-scaling", action="store_true", help="skip the env runner scaling table")
+    parser.add_argument(
+        "--no-paper-budget", action="store_true", help="skip the whole paper-budget run (minutes)"
+    )
     args = parser.parse_args()
 
     torch.set_num_threads(1)
@@ -223,6 +252,11 @@ def main() -> None:
                         "ratio_train_to_raw": rate["train_steps_per_s"] / raw_after,
                     }
                 )
+        batched_train = {
+            scenario: train_rate(args.seconds, 1, args.num_envs, backend="batched", scenario=scenario)
+            for scenario in (SCENARIO, "simple_world_comm")
+        }
+        paper_wall = None if args.no_paper_budget else paper_budget_wall_s()
     finally:
         ray.shutdown()
 
@@ -247,6 +281,9 @@ def main() -> None:
         "ratio_train_to_raw": train["train_steps_per_s"] / train["raw_after"],
         "updates_per_env_step": train["updates_per_env_step"],
         "scaling": scaling,
+        "batched_train_steps_per_s": batched_train[SCENARIO]["train_steps_per_s"],
+        "world_comm_train_steps_per_s": batched_train["simple_world_comm"]["train_steps_per_s"],
+        "paper_budget_simple_spread_wall_s": paper_wall,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
@@ -282,7 +319,19 @@ def main() -> None:
             f"{train['train_steps_per_s'] / train['raw_after']:.2f}x raw (measured right after)",
         ),
         ("realised replay ratio", f"{train['updates_per_env_step']:.4f} updates/env step", "configured 0.01"),
+        *(
+            (
+                f"training, batched, {scenario}",
+                f"{rate['train_steps_per_s']:,.0f} env steps/s",
+                f"{rate['learner_updates_per_s_in_training']:,.1f} updates/s",
+            )
+            for scenario, rate in batched_train.items()
+        ),
     ]
+    if paper_wall is not None:
+        rows.append(
+            ("paper budget, simple_spread (1.5M)", f"{paper_wall:,.0f} s", f"{paper_wall / 60:.1f} min")
+        )
     for name, value, ratio in rows:
         print(f"  {name:<34} {value:>26}  {ratio}")
     if scaling:
