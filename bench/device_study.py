@@ -136,7 +136,8 @@ def run(args, variant: str, seed: int) -> dict:
             point = {"env_steps": env_steps, "seconds": round(time.perf_counter() - start, 1)}
             point.update(evaluate(learner, rules, args, device))
             curve.append(point)
-            print(json.dumps({"variant": variant, "seed": seed, **point}), flush=True)
+            # stderr: the parent passes it through as it comes (it reads stdout only at the end)
+            print(json.dumps({"variant": variant, "seed": seed, **point}), file=sys.stderr, flush=True)
             next_eval += args.eval_every
         if time.perf_counter() - start > args.budget_s:
             completed = False
