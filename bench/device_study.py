@@ -12,7 +12,8 @@ at every ``--eval-every`` env steps and at the end. Metrics, at the last step of
 (``experiment/metrics.py``'s definitions):
 
 - simple_speaker_listener: ``target_reached`` (listener-goal distance below the sum of their
-  sizes) and ``final_distance``;
+  sizes) and ``final_distance``, and the speaker's code (``speaker_code``: how many goals get a
+  message of their own, and how often the message tells the goal);
 - simple: ``on_landmark`` (distance below 0.1) and ``final_distance``;
 - every scenario: ``return`` (summed over agents).
 
@@ -75,13 +76,19 @@ def evaluate(learner: FusedMADDPG, rules: list[ActionRule], args, device: Device
     """The greedy policy's metrics over one episode in each of ``--eval-envs`` fresh envs."""
     env = make_batched_env(args.scenario, args.eval_envs, device=device.torch, seed=10_000)
     obs, total = env.reset(), torch.zeros(args.eval_envs, device=device.torch)
+    messages = None
     for _ in range(env.max_cycles):
         outs = policy_outputs(learner, obs)
-        obs, rewards, _, _ = env.step([rule.greedy(o) for rule, o in zip(rules, outs, strict=True)])
+        actions = [rule.greedy(o) for rule, o in zip(rules, outs, strict=True)]
+        if messages is None and args.scenario == "simple_speaker_listener":
+            # The speaker sees only the goal's colour, so its greedy message is fixed per episode.
+            messages = actions[env.agents.index("speaker_0")].argmax(-1)
+        obs, rewards, _, _ = env.step(actions)
         total += rewards.sum(1)
     metrics = {"return": float(total.mean())}
     world = env.world
     if args.scenario == "simple_speaker_listener":
+        metrics.update(speaker_code(env.scenario.goal, messages, env.act_dims[env.agents.index("speaker_0")]))
         listener = env.agents.index("listener_0")
         goal = world.landmark_pos[world.env_index, env.scenario.goal]
         distance = (world.agent_pos[:, env._world_index[listener]] - goal).norm(dim=-1)
@@ -95,6 +102,20 @@ def evaluate(learner: FusedMADDPG, rules: list[ActionRule], args, device: Device
             final_distance=float(distance.mean()), on_landmark=float((distance < 0.1).float().mean())
         )
     return metrics
+
+
+def speaker_code(goals: torch.Tensor, messages: torch.Tensor, num_messages: int) -> dict[str, float]:
+    """How well the speaker's greedy message names the goal: ``code_distinct``, how many goals get
+    a message of their own (as each goal's most frequent message); ``goal_from_message``, the
+    share of episodes whose goal is the most frequent goal of their message (what a listener
+    reading the message best could get: about 1/3 for a constant message, 1.0 for a code)."""
+    num_goals = int(goals.max()) + 1
+    counts = torch.zeros(num_goals, num_messages, device=goals.device)
+    counts.index_put_((goals, messages), torch.ones_like(goals, dtype=counts.dtype), accumulate=True)
+    return {
+        "code_distinct": float(len(set(counts.argmax(1).tolist()))),
+        "goal_from_message": float(counts.max(0).values.sum() / len(goals)),
+    }
 
 
 def run(args, variant: str, seed: int) -> dict:
