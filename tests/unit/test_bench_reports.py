@@ -1,13 +1,16 @@
-"""The benchmark scripts' own logic: runner counts, and the reproduction's tables and claims."""
+"""The benchmark scripts' own logic: runner counts, the speaker's code, and the reproduction's
+tables and claims."""
 
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 import reproduce  # noqa: E402
+from device_study import speaker_code  # noqa: E402
 from throughput import runner_counts  # noqa: E402
 
 
@@ -37,6 +40,16 @@ def trial(seed: int, metrics: dict, teams: dict | None = None, ret: float = -50.
 def spread(distance: float, collisions: float) -> list[dict]:
     metrics = {"landmark_distance": distance, "collisions": collisions, "landmarks_occupied": 1.0}
     return [trial(0, metrics), trial(1, metrics)]
+
+
+def test_speaker_code_counts_goals_with_their_own_message_and_what_a_message_tells():
+    goals = torch.tensor([0, 1, 2, 0, 1, 2, 0, 0])
+    perfect = speaker_code(goals, (goals + 1) % 3, 3)
+    assert perfect == {"code_distinct": 3.0, "goal_from_message": 1.0}
+    constant = speaker_code(goals, torch.zeros_like(goals), 3)
+    assert constant == {"code_distinct": 1.0, "goal_from_message": 4 / 8}  # goal 0's share
+    merged = speaker_code(goals, torch.tensor([0, 1, 1, 0, 1, 1, 0, 0]), 3)  # goals 1 and 2 share one
+    assert merged == {"code_distinct": 2.0, "goal_from_message": 6 / 8}
 
 
 def test_spread_claim_holds_only_when_maddpg_is_no_worse_on_both():
