@@ -50,10 +50,14 @@ _IGNORED_OPTIONS = ("dynamic_rescaling",)
 _DEFAULT_ONLY = {"render_mode": None, "benchmark_data": False}
 
 
+def _scenario_parameters(scenario: str) -> tuple[str, ...]:
+    """The options the scenario class itself takes (the world's make-up: N, num_good, ...)."""
+    return tuple(inspect.signature(SCENARIOS[scenario]).parameters)
+
+
 def scenario_options(scenario: str) -> tuple[str, ...]:
     """Every option ``make_batched_env`` accepts for a scenario (mpe2's ``raw_env`` arguments)."""
-    own = tuple(inspect.signature(SCENARIOS[scenario]).parameters)
-    return (*own, *_ENV_OPTIONS, *_IGNORED_OPTIONS, *_DEFAULT_ONLY)
+    return (*_scenario_parameters(scenario), *_ENV_OPTIONS, *_IGNORED_OPTIONS, *_DEFAULT_ONLY)
 
 
 def _problems(scenario: str, options: dict[str, Any]) -> list[tuple[str, str]]:
@@ -77,7 +81,7 @@ def scenario_agents(scenario: str, **options: Any) -> list[str]:
 
     They are mpe2's names (the exactness tests compare them); ``options`` must be valid ones.
     """
-    own = {k: v for k, v in options.items() if k in inspect.signature(SCENARIOS[scenario]).parameters}
+    own = {k: v for k, v in options.items() if k in _scenario_parameters(scenario)}
     return sorted(agent.name for agent in SCENARIOS[scenario](**own).make_world().agents)
 
 
