@@ -77,18 +77,19 @@ def evaluate(learner: FusedMADDPG, rules: list[ActionRule], args, device: Device
     env = make_batched_env(args.scenario, args.eval_envs, device=device.torch, seed=10_000)
     obs, total = env.reset(), torch.zeros(args.eval_envs, device=device.torch)
     messages = None
+    speaker = env.agents.index("speaker_0") if args.scenario == "simple_speaker_listener" else None
     for _ in range(env.max_cycles):
         outs = policy_outputs(learner, obs)
         actions = [rule.greedy(o) for rule, o in zip(rules, outs, strict=True)]
-        if messages is None and args.scenario == "simple_speaker_listener":
+        if messages is None and speaker is not None:
             # The speaker sees only the goal's colour, so its greedy message is fixed per episode.
-            messages = actions[env.agents.index("speaker_0")].argmax(-1)
+            messages = actions[speaker].argmax(-1)
         obs, rewards, _, _ = env.step(actions)
         total += rewards.sum(1)
     metrics = {"return": float(total.mean())}
     world = env.world
     if args.scenario == "simple_speaker_listener":
-        metrics.update(speaker_code(env.scenario.goal, messages, env.act_dims[env.agents.index("speaker_0")]))
+        metrics.update(speaker_code(env.scenario.goal, messages, env.act_dims[speaker]))
         listener = env.agents.index("listener_0")
         goal = world.landmark_pos[world.env_index, env.scenario.goal]
         distance = (world.agent_pos[:, env._world_index[listener]] - goal).norm(dim=-1)
