@@ -54,7 +54,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=1_500_000, help="env steps per run (paper: 1.5M)")
     p.add_argument("--envs", type=int, default=256, help="envs stepped in parallel")
-    p.add_argument("--rule", default="expected", help="core.ActionRule kind for discrete actions")
+    p.add_argument(
+        "--rule",
+        help="core.ActionRule kind (default: expected, or tanh with --continuous; simplex needs --continuous)",
+    )
+    p.add_argument(
+        "--continuous",
+        action="store_true",
+        help="mpe2's continuous actions (the paper's executed soft vectors)",
+    )
     p.add_argument("--actor-lr", type=float, default=1e-4)
     p.add_argument("--critic-lr", type=float, default=1e-3)
     p.add_argument("--every", type=int, default=100, help="env steps per update (paper: 100)")
@@ -68,13 +76,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--budget-s", type=float, default=420.0, help="stop every run after this long")
     p.add_argument("--out", help="write the results as JSON here")
     p.add_argument("--single", nargs=2, metavar=("VARIANT", "SEED"), help=argparse.SUPPRESS)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    soft = ("simplex", "tanh")
+    if args.continuous and args.rule not in (None, *soft):
+        p.error(f"--continuous takes --rule simplex or tanh (got {args.rule})")
+    if not args.continuous and args.rule in soft:
+        p.error(f"--rule {args.rule} needs --continuous")
+    return args
 
 
 @torch.no_grad()
 def evaluate(learner: FusedMADDPG, rules: list[ActionRule], args, device: Device) -> dict[str, float]:
     """The greedy policy's metrics over one episode in each of ``--eval-envs`` fresh envs."""
-    env = make_batched_env(args.scenario, args.eval_envs, device=device.torch, seed=10_000)
+    env = make_batched_env(
+        args.scenario, args.eval_envs, device=device.torch, seed=10_000, continuous_actions=args.continuous
+    )
     obs, total = env.reset(), torch.zeros(args.eval_envs, device=device.torch)
     messages = None
     speaker = env.agents.index("speaker_0") if args.scenario == "simple_speaker_listener" else None
@@ -83,8 +99,8 @@ def evaluate(learner: FusedMADDPG, rules: list[ActionRule], args, device: Device
         actions = [rule.greedy(o) for rule, o in zip(rules, outs, strict=True)]
         if messages is None and speaker is not None:
             # The speaker sees only the goal's colour, so its greedy message is fixed per episode.
-            messages = actions[speaker].argmax(-1)
-        obs, rewards, _, _ = env.step(actions)
+            messages = actions[speaker].argmax(-1)  # a soft message's strongest channel
+        obs, rewards, _, _ = env.step([r.to_mpe_units(a) for r, a in zip(rules, actions, strict=True)])
         total += rewards.sum(1)
     metrics = {"return": float(total.mean())}
     world = env.world
@@ -97,12 +113,32 @@ def evaluate(learner: FusedMADDPG, rules: list[ActionRule], args, device: Device
         metrics.update(
             final_distance=float(distance.mean()), target_reached=float((distance < reach).float().mean())
         )
+        metrics.update(
+            listener_landmarks(
+                world.agent_pos[:, env._world_index[listener]], world.landmark_pos, env.scenario.goal
+            )
+        )
     elif args.scenario == "simple":
         distance = (world.agent_pos[:, 0] - world.landmark_pos[:, 0]).norm(dim=-1)
         metrics.update(
             final_distance=float(distance.mean()), on_landmark=float((distance < 0.1).float().mean())
         )
     return metrics
+
+
+def listener_landmarks(
+    position: torch.Tensor, landmarks: torch.Tensor, goal: torch.Tensor
+) -> dict[str, float]:
+    """Where the listener ends, against the landmarks: ``goal_nearest``, the share of episodes
+    whose nearest landmark is the goal (it went to the right one), and ``nearest_distance``, the
+    mean distance to the nearest landmark, whichever it is (how precisely it stops).
+    ``position``: (E, 2); ``landmarks``: (E, L, 2); ``goal``: (E,) landmark indices."""
+    distances = (landmarks - position.unsqueeze(1)).norm(dim=-1)
+    nearest = distances.min(dim=1)
+    return {
+        "goal_nearest": float((nearest.indices == goal).float().mean()),
+        "nearest_distance": float(nearest.values.mean()),
+    }
 
 
 def speaker_code(goals: torch.Tensor, messages: torch.Tensor, num_messages: int) -> dict[str, float]:
@@ -126,10 +162,12 @@ def run(args, variant: str, seed: int) -> dict:
         # Several runs each on torch's default threads oversubscribe the cores and crawl.
         torch.set_num_threads(1)
     torch.manual_seed(seed)
-    env = make_batched_env(args.scenario, args.envs, device=device.torch, seed=seed)
+    env = make_batched_env(
+        args.scenario, args.envs, device=device.torch, seed=seed, continuous_actions=args.continuous
+    )
     obs_dims = dict(zip(env.agents, env.obs_dims, strict=True))
     act_dims = dict(zip(env.agents, env.act_dims, strict=True))
-    rule = args.rule if not env.continuous else "tanh"
+    rule = args.rule or ("tanh" if args.continuous else "expected")
     modules = plain_modules(
         obs_dims, act_dims, critic_kind=VARIANTS[variant], action_rule=rule, device=device.torch
     )
@@ -147,7 +185,9 @@ def run(args, variant: str, seed: int) -> dict:
         obs = stepper.obs
         with torch.no_grad():
             actions = [r.explore(o) for r, o in zip(rules, policy_outputs(learner, obs), strict=True)]
-        next_obs, rewards, terminated, _ = stepper.step(actions)
+        next_obs, rewards, terminated, _ = stepper.step(
+            [r.to_mpe_units(a) for r, a in zip(rules, actions, strict=True)]
+        )
         replay.add(obs, actions, rewards, next_obs, terminated)
         env_steps += args.envs
         due = max(0, (env_steps - args.learning_starts) // args.every) - updates

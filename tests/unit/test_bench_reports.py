@@ -10,7 +10,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 import reproduce  # noqa: E402
-from device_study import speaker_code  # noqa: E402
+from device_study import listener_landmarks, parse_args, speaker_code  # noqa: E402
 from throughput import runner_counts  # noqa: E402
 
 
@@ -50,6 +50,27 @@ def test_speaker_code_counts_goals_with_their_own_message_and_what_a_message_tel
     assert constant == {"code_distinct": 1.0, "goal_from_message": 4 / 8}  # goal 0's share
     merged = speaker_code(goals, torch.tensor([0, 1, 1, 0, 1, 1, 0, 0]), 3)  # goals 1 and 2 share one
     assert merged == {"code_distinct": 2.0, "goal_from_message": 6 / 8}
+
+
+def test_listener_landmarks_tells_the_wrong_landmark_from_stopping_short():
+    landmarks = torch.tensor([[[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]]).expand(4, 3, 2)
+    goal = torch.tensor([0, 1, 2, 0])
+    # On goal 0; short of goal 1 by 0.3; on landmark 0 while the goal is 2; halfway, nearer 0.
+    position = torch.tensor([[0.0, 0.0], [0.7, 0.0], [0.0, 0.0], [0.0, 0.4]])
+    found = listener_landmarks(position, landmarks, goal)
+    assert found["goal_nearest"] == pytest.approx(0.75)
+    assert found["nearest_distance"] == pytest.approx((0.0 + 0.3 + 0.0 + 0.4) / 4)
+
+
+def test_device_study_refuses_a_rule_that_does_not_fit_the_action_space(capsys):
+    assert parse_args(["--continuous", "--rule", "simplex"]).rule == "simplex"
+    for argv, message in (
+        (["--rule", "simplex"], "--rule simplex needs --continuous"),
+        (["--continuous", "--rule", "expected"], "--continuous takes --rule simplex or tanh"),
+    ):
+        with pytest.raises(SystemExit):
+            parse_args(argv)
+        assert message in capsys.readouterr().err
 
 
 def test_spread_claim_holds_only_when_maddpg_is_no_worse_on_both():

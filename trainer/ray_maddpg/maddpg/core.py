@@ -191,6 +191,11 @@ class ActionRule:
             return action.argmax(-1)
         return action if self.kind == "tanh" else 2.0 * action - 1.0
 
+    def to_mpe_units(self, action: torch.Tensor) -> torch.Tensor:
+        """A stored action as mpe2 itself reads it (``BatchedMPEEnv.step``): one-hot rows and
+        simplex vectors as they are, a ``tanh`` action in [-1, 1] mapped to [0, 1]."""
+        return (action + 1.0) * 0.5 if self.kind == "tanh" else action
+
 
 def expected_q(probs: torch.Tensor, q_of: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
     """sum_k probs_k * q_of(e_k): the exact expectation of Q over the agent's K one-hot actions,

@@ -91,12 +91,6 @@ def exploration_sigma(config, env_steps: int) -> float:
     return start + frac * (final - start)
 
 
-def to_mpe_units(rule: core.ActionRule, action: torch.Tensor) -> torch.Tensor:
-    """A stored action as mpe2 itself reads it (``BatchedMPEEnv.step``): one-hot rows and simplex
-    vectors as they are, a ``tanh`` action in [-1, 1] mapped to [0, 1]."""
-    return (action + 1.0) * 0.5 if rule.kind == "tanh" else action
-
-
 @dataclass(frozen=True)
 class FinishedEpisodes:
     """The episodes that ended during one rollout, one row each."""
@@ -293,7 +287,7 @@ class JointEnvRunner(EnvRunner, Checkpointable):
             def policy(obs: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
                 # Torch noise: no numpy round trip for thousands of envs.
                 groups = self._act(obs, explore, random_actions, sigma)
-                in_mpe_units = [to_mpe_units(r, a) for r, a in zip(self._group_rules, groups, strict=True)]
+                in_mpe_units = [r.to_mpe_units(a) for r, a in zip(self._group_rules, groups, strict=True)]
                 return self._per_agent(groups), self._per_agent(in_mpe_units)
 
             data, episodes = self._batched.run(steps_per_env, policy)
