@@ -63,6 +63,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="mpe2's continuous actions (the paper's executed soft vectors)",
     )
+    p.add_argument(
+        "--oracle-listener",
+        action="store_true",
+        help="simple_speaker_listener: the listener sees the goal's colour in place of the message",
+    )
     p.add_argument("--actor-lr", type=float, default=1e-4)
     p.add_argument("--critic-lr", type=float, default=1e-3)
     p.add_argument("--every", type=int, default=100, help="env steps per update (paper: 100)")
@@ -82,6 +87,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--continuous takes --rule simplex or tanh (got {args.rule})")
     if not args.continuous and args.rule in soft:
         p.error(f"--rule {args.rule} needs --continuous")
+    if args.oracle_listener and args.scenario != "simple_speaker_listener":
+        p.error("--oracle-listener is for --scenario simple_speaker_listener")
     return args
 
 
@@ -91,7 +98,8 @@ def evaluate(learner: FusedMADDPG, rules: list[ActionRule], args, device: Device
     env = make_batched_env(
         args.scenario, args.eval_envs, device=device.torch, seed=10_000, continuous_actions=args.continuous
     )
-    obs, total = env.reset(), torch.zeros(args.eval_envs, device=device.torch)
+    seen = Observations(env, args.oracle_listener)
+    obs, total = seen(env.reset()), torch.zeros(args.eval_envs, device=device.torch)
     messages = None
     speaker = env.agents.index("speaker_0") if args.scenario == "simple_speaker_listener" else None
     for _ in range(env.max_cycles):
@@ -101,6 +109,7 @@ def evaluate(learner: FusedMADDPG, rules: list[ActionRule], args, device: Device
             # The speaker sees only the goal's colour, so its greedy message is fixed per episode.
             messages = actions[speaker].argmax(-1)  # a soft message's strongest channel
         obs, rewards, _, _ = env.step([r.to_mpe_units(a) for r, a in zip(rules, actions, strict=True)])
+        obs = seen(obs)
         total += rewards.sum(1)
     metrics = {"return": float(total.mean())}
     world = env.world
@@ -126,18 +135,45 @@ def evaluate(learner: FusedMADDPG, rules: list[ActionRule], args, device: Device
     return metrics
 
 
+class Observations:
+    """What the agents see: the env's observations, or with ``oracle`` the listener's message
+    (its last entries) replaced by the speaker's observation, the goal's colour. An oracle
+    listener needs no message, so its failures are its own."""
+
+    def __init__(self, env, oracle: bool):
+        self.oracle = oracle
+        if oracle:
+            self.speaker, self.listener = env.agents.index("speaker_0"), env.agents.index("listener_0")
+
+    def __call__(self, obs: list[torch.Tensor]) -> list[torch.Tensor]:
+        if not self.oracle:
+            return obs
+        goal_colour = obs[self.speaker]
+        obs = list(obs)
+        obs[self.listener] = torch.cat([obs[self.listener][:, : -goal_colour.shape[1]], goal_colour], dim=1)
+        return obs
+
+
 def listener_landmarks(
     position: torch.Tensor, landmarks: torch.Tensor, goal: torch.Tensor
 ) -> dict[str, float]:
     """Where the listener ends, against the landmarks: ``goal_nearest``, the share of episodes
     whose nearest landmark is the goal (it went to the right one), and ``nearest_distance``, the
-    mean distance to the nearest landmark, whichever it is (how precisely it stops).
+    mean distance to the nearest landmark, whichever it is (how precisely it stops); and
+    ``toward_others``, the mean cosine between the miss (listener - goal) and the direction from
+    the goal to the other landmarks' centroid (near 1: it hedges toward the others; near 0: the
+    miss has no such direction).
     ``position``: (E, 2); ``landmarks``: (E, L, 2); ``goal``: (E,) landmark indices."""
     distances = (landmarks - position.unsqueeze(1)).norm(dim=-1)
     nearest = distances.min(dim=1)
+    rows = torch.arange(len(goal), device=goal.device)
+    goal_pos = landmarks[rows, goal]
+    others = (landmarks.sum(dim=1) - goal_pos) / (landmarks.shape[1] - 1)
+    miss, hedge = position - goal_pos, others - goal_pos
     return {
         "goal_nearest": float((nearest.indices == goal).float().mean()),
         "nearest_distance": float(nearest.values.mean()),
+        "toward_others": float(torch.nn.functional.cosine_similarity(miss, hedge, dim=-1).mean()),
     }
 
 
@@ -176,19 +212,19 @@ def run(args, variant: str, seed: int) -> dict:
     rules = [modules[a].action_rule for a in env.agents]
     replay = DeviceReplay(args.buffer, env.obs_dims, env.act_dims, device)
     replay.generator.manual_seed(seed)
-    stepper, curve = Stepper(env), []
+    stepper, curve, seen = Stepper(env), [], Observations(env, args.oracle_listener)
     env_steps = updates = 0
     next_eval = args.eval_every
     start = time.perf_counter()
     completed = True
     for _ in range(math.ceil(args.steps / args.envs)):
-        obs = stepper.obs
+        obs = seen(stepper.obs)
         with torch.no_grad():
             actions = [r.explore(o) for r, o in zip(rules, policy_outputs(learner, obs), strict=True)]
         next_obs, rewards, terminated, _ = stepper.step(
             [r.to_mpe_units(a) for r, a in zip(rules, actions, strict=True)]
         )
-        replay.add(obs, actions, rewards, next_obs, terminated)
+        replay.add(obs, actions, rewards, seen(next_obs), terminated)
         env_steps += args.envs
         due = max(0, (env_steps - args.learning_starts) // args.every) - updates
         for _ in range(due):

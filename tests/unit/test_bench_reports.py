@@ -1,6 +1,7 @@
 """The benchmark scripts' own logic: runner counts, the speaker's code, and the reproduction's
 tables and claims."""
 
+import math
 import sys
 from pathlib import Path
 
@@ -10,8 +11,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 import reproduce  # noqa: E402
-from device_study import listener_landmarks, parse_args, speaker_code  # noqa: E402
+from device_study import Observations, listener_landmarks, parse_args, speaker_code  # noqa: E402
 from throughput import runner_counts  # noqa: E402
+
+from ray_maddpg.envs.batched import make_batched_env  # noqa: E402
 
 
 @pytest.mark.parametrize(
@@ -60,6 +63,21 @@ def test_listener_landmarks_tells_the_wrong_landmark_from_stopping_short():
     found = listener_landmarks(position, landmarks, goal)
     assert found["goal_nearest"] == pytest.approx(0.75)
     assert found["nearest_distance"] == pytest.approx((0.0 + 0.3 + 0.0 + 0.4) / 4)
+    # Each miss against the direction from its goal to the other two landmarks' centroid: none
+    # (cosine 0), (-1, 0) against (-1, 0.5), (0, -1) against (0.5, -1), (0, 1) against (1, 1).
+    cosines = [0.0, 2 / math.sqrt(5), 2 / math.sqrt(5), math.cos(math.pi / 4)]
+    assert found["toward_others"] == pytest.approx(sum(cosines) / 4, abs=1e-6)
+
+
+def test_oracle_listener_sees_the_goal_colour_where_the_message_was():
+    env = make_batched_env("simple_speaker_listener", 4, seed=0)
+    obs = env.reset()
+    speaker, listener = env.agents.index("speaker_0"), env.agents.index("listener_0")
+    told = Observations(env, oracle=True)(obs)
+    assert torch.equal(told[speaker], obs[speaker])
+    assert torch.equal(told[listener][:, -3:], obs[speaker])
+    assert torch.equal(told[listener][:, :-3], obs[listener][:, :-3])
+    assert Observations(env, oracle=False)(obs) is obs
 
 
 def test_device_study_refuses_a_rule_that_does_not_fit_the_action_space(capsys):
