@@ -11,8 +11,6 @@ CHECKOV := $(VENV)/checkov/bin/checkov
 RESULTS ?= results
 EXPERIMENT ?= trainer/ray_maddpg/presets/quick.yaml
 PYTEST_ARGS ?=
-# make test's pytest-xdist workers (tests/conftest.py groups the files); TEST_WORKERS=0 runs serially
-TEST_WORKERS ?= 2
 
 .PHONY: install train test chromium bench reproduce lint chart-lint image lock clean
 
@@ -33,7 +31,7 @@ train: $(STAMP)
 
 ## test: the whole pytest suite (unit, chart, learning and end-to-end cluster tests)
 test: $(STAMP) $(CHECKOV) chromium
-	CHECKOV=$(CHECKOV) $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	CHECKOV=$(CHECKOV) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The cluster test screenshots TensorBoard and JupyterLab with Debian's headless Chromium (not a pip
 # package). Installed once with apt (CI runs as root); a second call finds it and does nothing.

@@ -35,7 +35,6 @@ from support.http import http_get
 pytestmark = pytest.mark.e2e
 
 RESTARTS = "num_remote_worker_restarts"
-FAULT_RUN_STEPS = 30000
 
 
 @pytest.fixture(scope="module")
@@ -125,9 +124,7 @@ def worker_fault(cluster, results, trained):
         render_experiment(
             2,
             name="cluster-worker-fault",
-            # Long enough after the kill for Ray to see the node gone and the runner restarted
-            # (about 15 s of health checks, then a process start) even on a loaded machine.
-            stop={"env_steps": FAULT_RUN_STEPS},
+            stop={"env_steps": 15000},
             resources={"num_env_runners": 2, "num_envs_per_env_runner": 4, "num_gpus_per_learner": 0},
         )
     )
@@ -143,7 +140,7 @@ def test_training_finishes_after_a_worker_raylet_dies_mid_run(worker_fault, resu
     job, _ = worker_fault
     assert job.process.returncode == 0, job.output()[-6000:]
     (trial,) = trial_dirs(results, "cluster-worker-fault")
-    assert trial_results(trial)[-1]["env_runners"]["num_env_steps_sampled_lifetime"] >= FAULT_RUN_STEPS
+    assert trial_results(trial)[-1]["env_runners"]["num_env_steps_sampled_lifetime"] >= 15000
 
 
 def test_the_run_reports_the_env_runner_restart(worker_fault, results):
