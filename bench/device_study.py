@@ -68,6 +68,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="simple_speaker_listener: the listener sees the goal's colour in place of the message",
     )
+    p.add_argument(
+        "--hidden", type=int, nargs="+", default=[64, 64], help="hidden layer widths of actors and critics"
+    )
     p.add_argument("--actor-lr", type=float, default=1e-4)
     p.add_argument("--critic-lr", type=float, default=1e-3)
     p.add_argument("--every", type=int, default=100, help="env steps per update (paper: 100)")
@@ -205,7 +208,13 @@ def run(args, variant: str, seed: int) -> dict:
     act_dims = dict(zip(env.agents, env.act_dims, strict=True))
     rule = args.rule or ("tanh" if args.continuous else "expected")
     modules = plain_modules(
-        obs_dims, act_dims, critic_kind=VARIANTS[variant], action_rule=rule, device=device.torch
+        obs_dims,
+        act_dims,
+        critic_kind=VARIANTS[variant],
+        action_rule=rule,
+        actor_hidden=args.hidden,
+        critic_hidden=args.hidden,
+        device=device.torch,
     )
     settings = FusedSettings(actor_lr=args.actor_lr, critic_lr=args.critic_lr)
     learner = FusedMADDPG.from_modules(modules, settings)

@@ -65,6 +65,16 @@ def test_resume_with_a_file_for_another_scenario_exits_2(results, capsys):
     assert "was trained on 'simple_spread', not 'simple_tag'" in capsys.readouterr().err
 
 
+@pytest.mark.e2e
+def test_a_trial_larger_than_the_local_ray_exits_2_instead_of_waiting_forever(results, capsys):
+    # Tune would queue this trial for good (it only warns); the local Ray cannot grow.
+    too_big = ("--set", "resources.num_env_runners=1", "--set", "resources.num_cpus_per_env_runner=100000")
+    assert train(QUICK, results, *too_big) == 2
+    err = capsys.readouterr().err
+    assert "resources" in err and "num_env_runners" in err and "this Ray has" in err
+    assert not results.exists() or not any(results.iterdir())
+
+
 def test_evaluate_a_missing_checkpoint_exits_2(tmp_path, capsys):
     assert main(["evaluate", "--checkpoint", str(tmp_path / "gone"), "--episodes", "1"]) == 2
     assert "no such file or directory" in capsys.readouterr().err

@@ -16,6 +16,7 @@ from ray_maddpg.errors import ConfigError
 from ray_maddpg.experiment.schema import (
     STOP_METRICS,
     Experiment,
+    Resources,
     grid_size,
     read_yaml,
     to_tune_space,
@@ -64,6 +65,34 @@ def algorithm_config(experiment: Experiment) -> Any:
         .debugging(seed=tune.grid_search(list(seeds)) if seeds else experiment.seed, log_level="ERROR")
         .callbacks(on_train_result=train_result_hooks(ev.every_iterations, ev.episodes, ev.gif))
     )
+
+
+def trial_fit_problems(resources: Resources, cluster: dict[str, float]) -> list[tuple[str, str]]:
+    """What one trial asks of Ray (as RLlib requests it: one CPU for the trial's own process, which
+    also holds the learner and its GPUs, plus each env runner's CPUs) that ``cluster``
+    (``ray.cluster_resources()``) can never give. Tune would wait for it forever, so a local Ray,
+    which cannot grow, refuses it up front."""
+    problems = []
+    runners, per_runner = resources.num_env_runners, resources.num_cpus_per_env_runner
+    cpus, have_cpus = 1 + runners * per_runner, cluster.get("CPU", 0)
+    if cpus > have_cpus:
+        problems.append(
+            (
+                "resources",
+                f"one trial needs {cpus:g} CPUs (1 for the trial's own process + {runners} env runner(s) "
+                f"x {per_runner:g}), but this Ray has {have_cpus:g}: lower resources.num_env_runners "
+                "(0 samples in the trial's own process) or resources.num_cpus_per_env_runner",
+            )
+        )
+    gpus, have_gpus = resources.num_gpus_per_learner, cluster.get("GPU", 0)
+    if gpus > have_gpus:
+        problems.append(
+            (
+                "resources.num_gpus_per_learner",
+                f"one trial needs {gpus:g} GPU(s), but this Ray has {have_gpus:g}: set it to 0 here",
+            )
+        )
+    return problems
 
 
 def connect(address: str | None) -> str:
@@ -198,6 +227,7 @@ def run(
     _quiet_ray()
     # A caller that already joined Ray (the notebook) keeps its connection.
     owns_connection = not ray.is_initialized()
+    local = owns_connection and not (address or os.environ.get("RAY_ADDRESS"))
     where = connect(address) if owns_connection else "the connected Ray"
     try:
         if resume:
@@ -212,6 +242,8 @@ def run(
                 flush=True,
             )
             param_space = algorithm_config(experiment)
+            if local and (problems := trial_fit_problems(experiment.resources, ray.cluster_resources())):
+                raise ConfigError(problems)
             run_dir.mkdir(parents=True)
             (run_dir / EXPERIMENT_FILE).write_text(yaml.safe_dump(experiment.raw, sort_keys=False))
             tuner = tune.Tuner(
