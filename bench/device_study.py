@@ -118,18 +118,15 @@ def evaluate(learner: FusedMADDPG, rules: list[ActionRule], args, device: Device
     world = env.world
     if args.scenario == "simple_speaker_listener":
         metrics.update(speaker_code(env.scenario.goal, messages, env.act_dims[speaker]))
-        listener = env.agents.index("listener_0")
+        index = env._world_index[env.agents.index("listener_0")]
+        listener = world.agent_pos[:, index]
         goal = world.landmark_pos[world.env_index, env.scenario.goal]
-        distance = (world.agent_pos[:, env._world_index[listener]] - goal).norm(dim=-1)
-        reach = world.size[env._world_index[listener]] + world.size[world.num_agents]
+        distance = (listener - goal).norm(dim=-1)
+        reach = world.size[index] + world.size[world.num_agents]
         metrics.update(
             final_distance=float(distance.mean()), target_reached=float((distance < reach).float().mean())
         )
-        metrics.update(
-            listener_landmarks(
-                world.agent_pos[:, env._world_index[listener]], world.landmark_pos, env.scenario.goal
-            )
-        )
+        metrics.update(listener_landmarks(listener, world.landmark_pos, env.scenario.goal))
     elif args.scenario == "simple":
         distance = (world.agent_pos[:, 0] - world.landmark_pos[:, 0]).norm(dim=-1)
         metrics.update(

@@ -95,11 +95,17 @@ def trial_fit_problems(resources: Resources, cluster: dict[str, float]) -> list[
     return problems
 
 
+def ray_address(address: str | None) -> str | None:
+    """The Ray to join: ``--address``, else ``RAY_ADDRESS`` (set inside ``ray job submit``); None
+    means an embedded local Ray."""
+    return address or os.environ.get("RAY_ADDRESS") or None
+
+
 def connect(address: str | None) -> str:
-    """Join ``--address``, else ``RAY_ADDRESS`` (set inside ``ray job submit``), else start a local Ray."""
+    """Join ``ray_address(address)``, or start a local Ray when there is none."""
     import ray
 
-    address = address or os.environ.get("RAY_ADDRESS") or None
+    address = ray_address(address)
     quiet = {
         "logging_level": logging.ERROR,
         "runtime_env": {"worker_process_setup_hook": "ray_maddpg.experiment.runner.quiet_worker"},
@@ -227,7 +233,7 @@ def run(
     _quiet_ray()
     # A caller that already joined Ray (the notebook) keeps its connection.
     owns_connection = not ray.is_initialized()
-    local = owns_connection and not (address or os.environ.get("RAY_ADDRESS"))
+    local = owns_connection and ray_address(address) is None
     where = connect(address) if owns_connection else "the connected Ray"
     try:
         if resume:
