@@ -1,10 +1,14 @@
 """Bad input: one clear message, exit code 2, nothing written in the results dir."""
 
+import socket
+import time
+
 import pytest
 import yaml
 from experiment_helpers import QUICK, cli
 
 from ray_maddpg.cli import main
+from ray_maddpg.experiment import runner
 
 
 @pytest.fixture
@@ -73,6 +77,58 @@ def test_a_trial_larger_than_the_local_ray_exits_2_instead_of_waiting_forever(re
     err = capsys.readouterr().err
     assert "resources" in err and "num_env_runners" in err and "this Ray has" in err
     assert not results.exists() or not any(results.iterdir())
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_an_address_where_no_ray_answers_exits_2_at_once(results, capsys):
+    # ray.init would retry it for minutes, printing GCS warnings.
+    address = f"127.0.0.1:{_closed_port()}"
+    started = time.monotonic()
+    assert train(QUICK, results, "--address", address) == 2
+    assert time.monotonic() - started < 30
+    err = capsys.readouterr().err
+    assert f"--address: no Ray answers at {address}" in err and "ray start --head" in err
+    assert not results.exists()
+
+
+@pytest.mark.parametrize(
+    ("address", "says"),
+    [
+        ("http://127.0.0.1:8265", "is not a Ray address"),
+        ("127.0.0.1", "is not host:port"),
+        ("127.0.0.1:port", "is not host:port"),
+    ],
+)
+def test_a_malformed_address_exits_2_naming_the_form(results, capsys, address, says):
+    assert train(QUICK, results, "--address", address) == 2
+    assert f"--address: '{address}' {says}" in capsys.readouterr().err
+
+
+def test_a_wrong_ray_address_variable_is_named_as_such(results, capsys, monkeypatch):
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{_closed_port()}")
+    assert train(QUICK, results) == 2
+    assert "RAY_ADDRESS: no Ray answers at" in capsys.readouterr().err
+
+
+def test_a_local_ray_that_never_starts_exits_3_with_one_message(results, capsys, monkeypatch):
+    import ray
+
+    def fail(**kwargs):
+        raise RuntimeError("The current node timed out during startup. This could happen because ...")
+
+    monkeypatch.setattr(ray, "init", fail)
+    monkeypatch.setattr(runner, "LOCAL_START_ATTEMPTS", 2)
+    assert train(QUICK, results) == 3
+    err = capsys.readouterr().err
+    assert "retrying" in err
+    assert "the embedded local Ray did not start (attempt 2 of 2: The current node timed out" in err
+    assert "Traceback" not in err
+    assert not results.exists()
 
 
 def test_evaluate_a_missing_checkpoint_exits_2(tmp_path, capsys):

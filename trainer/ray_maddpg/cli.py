@@ -1,6 +1,7 @@
 """`ray-maddpg` command line: train, evaluate, render, submit.
 
-Exit codes: 0 success, 1 a trial failed, 2 bad input (nothing is written in that case).
+Exit codes: 0 success, 1 a trial failed, 2 bad input (nothing is written in that case),
+3 the embedded local Ray could not start, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import os
 import sys
 
 from ray_maddpg import __version__
-from ray_maddpg.errors import ConfigError
+from ray_maddpg.errors import ConfigError, RayUnavailableError
 from ray_maddpg.validation import positive_int, problem
 
 
@@ -138,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"ray-maddpg {args.command}: {err}", file=sys.stderr)
         return 2
+    except RayUnavailableError as err:
+        print(f"ray-maddpg {args.command}: {err}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print(f"ray-maddpg {args.command}: interrupted; `--resume` continues a training run", file=sys.stderr)
         return 130

@@ -23,3 +23,8 @@ class ConfigError(ValueError):
         for field, message in self.problems:
             lines.append(f"  - {field}: {message}" if field else f"  - {message}")
         return "\n".join(lines)
+
+
+class RayUnavailableError(RuntimeError):
+    """Ray could not be started here (the local Ray's startup failed every attempt). Not the
+    user's input, so not a ``ConfigError``: the CLI prints the message and exits 3."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from typing import Any, TextIO
 
 import yaml
 
-from ray_maddpg.errors import ConfigError
+from ray_maddpg.errors import ConfigError, RayUnavailableError
 from ray_maddpg.experiment.schema import (
     STOP_METRICS,
     Experiment,
@@ -101,6 +102,42 @@ def ray_address(address: str | None) -> str | None:
     return address or os.environ.get("RAY_ADDRESS") or None
 
 
+def check_address(address: str | None) -> None:
+    """Refuse, in a second and with one message, an address where no Ray answers: ``ray.init``
+    would retry a wrong one for minutes, printing GCS warnings. ``auto`` / ``local`` pass."""
+    given = address
+    address = ray_address(address)
+    if address is None or address in ("auto", "local"):
+        return
+    field = "--address" if given else "RAY_ADDRESS"
+    scheme, _, rest = address.rpartition("://")
+    if scheme not in ("", "ray"):
+        raise ConfigError(
+            [
+                (
+                    field,
+                    f"{address!r} is not a Ray address: give the GCS address host:6379, or ray://host:10001 "
+                    "(http://host:8265 is the dashboard's, for `ray job submit`)",
+                )
+            ]
+        )
+    host, _, port = rest.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError([(field, f"{address!r} is not host:port (e.g. 127.0.0.1:6379)")])
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as err:
+        raise ConfigError(
+            [
+                (
+                    field,
+                    f"no Ray answers at {address} ({err.strerror or err}): start one with `ray start --head`, "
+                    "or leave the address out to train on an embedded local Ray",
+                )
+            ]
+        ) from None
+
+
 def connect(address: str | None) -> str:
     """Join ``ray_address(address)``, or start a local Ray when there is none."""
     import ray
@@ -122,7 +159,11 @@ def connect(address: str | None) -> str:
         except Exception as err:
             ray.shutdown()
             if "timed out during startup" not in str(err) or attempt == LOCAL_START_ATTEMPTS:
-                raise
+                first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+                raise RayUnavailableError(
+                    f"the embedded local Ray did not start (attempt {attempt} of {LOCAL_START_ATTEMPTS}: "
+                    f"{first_line}); is the machine saturated? Ray's logs: /tmp/ray/session_latest/logs"
+                ) from err
             print(
                 f"local Ray did not start in time (attempt {attempt}); retrying", file=sys.stderr, flush=True
             )
@@ -233,6 +274,8 @@ def run(
     _quiet_ray()
     # A caller that already joined Ray (the notebook) keeps its connection.
     owns_connection = not ray.is_initialized()
+    if owns_connection:
+        check_address(address)
     local = owns_connection and ray_address(address) is None
     where = connect(address) if owns_connection else "the connected Ray"
     try:
