@@ -12,7 +12,8 @@ at every ``--eval-every`` env steps and at the end. Metrics, at the last step of
 (``experiment/metrics.py``'s definitions):
 
 - simple_speaker_listener: ``target_reached`` (listener-goal distance below the sum of their
-  sizes) and ``final_distance``, and the speaker's code (``speaker_code``: how many goals get a
+  sizes) and ``final_distance``; ``target_touched``, on target at any step of the episode (the
+  paper does not say which it counts); the speaker's code (``speaker_code``: how many goals get a
   message of their own, and how often the message tells the goal);
 - simple: ``on_landmark`` (distance below 0.1) and ``final_distance``;
 - every scenario: ``return`` (summed over agents).
@@ -105,6 +106,7 @@ def evaluate(learner: FusedMADDPG, rules: list[ActionRule], args, device: Device
     obs, total = seen(env.reset()), torch.zeros(args.eval_envs, device=device.torch)
     messages = None
     speaker = env.agents.index("speaker_0") if args.scenario == "simple_speaker_listener" else None
+    touched = torch.zeros(args.eval_envs, dtype=torch.bool, device=device.torch)
     for _ in range(env.max_cycles):
         outs = policy_outputs(learner, obs)
         actions = [rule.greedy(o) for rule, o in zip(rules, outs, strict=True)]
@@ -114,18 +116,20 @@ def evaluate(learner: FusedMADDPG, rules: list[ActionRule], args, device: Device
         obs, rewards, _, _ = env.step([r.to_mpe_units(a) for r, a in zip(rules, actions, strict=True)])
         obs = seen(obs)
         total += rewards.sum(1)
+        if speaker is not None:
+            touched |= listener_goal_distance(env) < listener_reach(env)
     metrics = {"return": float(total.mean())}
     world = env.world
     if args.scenario == "simple_speaker_listener":
         metrics.update(speaker_code(env.scenario.goal, messages, env.act_dims[speaker]))
-        index = env._world_index[env.agents.index("listener_0")]
-        listener = world.agent_pos[:, index]
-        goal = world.landmark_pos[world.env_index, env.scenario.goal]
-        distance = (listener - goal).norm(dim=-1)
-        reach = world.size[index] + world.size[world.num_agents]
+        distance = listener_goal_distance(env)
         metrics.update(
-            final_distance=float(distance.mean()), target_reached=float((distance < reach).float().mean())
+            final_distance=float(distance.mean()),
+            target_reached=float((distance < listener_reach(env)).float().mean()),
+            # The paper does not say whether its "target reach" is at the end or at any step.
+            target_touched=float(touched.float().mean()),
         )
+        listener = world.agent_pos[:, env._world_index[env.agents.index("listener_0")]]
         metrics.update(listener_landmarks(listener, world.landmark_pos, env.scenario.goal))
     elif args.scenario == "simple":
         distance = (world.agent_pos[:, 0] - world.landmark_pos[:, 0]).norm(dim=-1)
@@ -133,6 +137,19 @@ def evaluate(learner: FusedMADDPG, rules: list[ActionRule], args, device: Device
             final_distance=float(distance.mean()), on_landmark=float((distance < 0.1).float().mean())
         )
     return metrics
+
+
+def listener_goal_distance(env) -> torch.Tensor:
+    """(E,) the speaker-listener's listener's distance to its goal landmark now."""
+    world = env.world
+    listener = world.agent_pos[:, env._world_index[env.agents.index("listener_0")]]
+    return (listener - world.landmark_pos[world.env_index, env.scenario.goal]).norm(dim=-1)
+
+
+def listener_reach(env) -> torch.Tensor:
+    """On target: closer than the listener's and a landmark's sizes together (0.115)."""
+    world = env.world
+    return world.size[env._world_index[env.agents.index("listener_0")]] + world.size[world.num_agents]
 
 
 class Observations:

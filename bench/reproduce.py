@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import shlex
 import subprocess
@@ -149,8 +150,8 @@ def mean_metric(trials: list[dict], key: str) -> tuple[float, float]:
             values.append(e["return"]["mean"])
         elif key.startswith("team/"):
             values.append(e["teams"][key.removeprefix("team/")]["mean"])
-        else:
-            values.append(e["metrics"][key]["mean"])
+        else:  # a metric added after the run was saved reads as NaN
+            values.append(e["metrics"].get(key, {"mean": math.nan})["mean"])
     return float(np.mean(values)), float(np.std(values))
 
 
@@ -197,6 +198,7 @@ COLUMNS = {
     "simple_speaker_listener": [
         ("return", "return"),
         ("target reached", "target_reached"),
+        ("target touched", "target_touched"),
         ("final distance", "final_distance"),
     ],
     "simple_adversary": [
@@ -277,7 +279,10 @@ def report(results: dict[str, dict[str, list[dict]]]) -> str:
         )
         lines.append("|---" * (len(columns) + 5) + "|")
         for variant, trials in variants.items():
-            cells = [f"{mean:.3f} ± {std:.3f}" for mean, std in (mean_metric(trials, k) for _, k in columns)]
+            cells = [
+                "n/a" if math.isnan(mean) else f"{mean:.3f} ± {std:.3f}"
+                for mean, std in (mean_metric(trials, k) for _, k in columns)
+            ]
             rate = np.mean([t["steps_per_s"] for t in trials])
             wall = trials[0]["experiment_wall_s"]
             steps = int(min(t["env_steps"] for t in trials))

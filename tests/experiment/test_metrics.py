@@ -102,11 +102,18 @@ def test_speaker_listener_reports_final_distance_and_reach_from_the_last_step():
     result = run("simple_speaker_listener", speaker_listener_world((0, 1)), speaker_listener_world((1, 1.1)))
     assert result["final_distance"] == pytest.approx(0.1)
     assert result["target_reached"] == 1.0  # 0.1 < 0.075 + 0.04
+    assert result["target_touched"] == 1.0
+
+
+def test_speaker_listener_touched_counts_any_step_reached_only_the_last():
+    result = run("simple_speaker_listener", speaker_listener_world((1, 1.1)), speaker_listener_world((1, 0.5)))
+    assert result["target_touched"] == 1.0
+    assert result["target_reached"] == 0.0
 
 
 def test_speaker_listener_far_from_goal_has_not_reached_it():
     result = run("simple_speaker_listener", speaker_listener_world((1, 0.5)))
-    assert result == {"target_reached": 0.0, "final_distance": pytest.approx(0.5)}
+    assert result == {"target_reached": 0.0, "target_touched": 0.0, "final_distance": pytest.approx(0.5)}
 
 
 def test_scenarios_without_benchmark_metrics_report_none():

@@ -15,7 +15,8 @@ metrics (``result``). Definitions (paper, appendix / openai/maddpg ``benchmark_d
   ``on_landmark`` is 1 when that is below 0.1 (the issue's test of single-agent navigation).
 - simple_speaker_listener: ``target_reached`` when the listener overlaps the goal landmark
   (distance < listener.size + landmark.size) at the last step; ``final_distance`` is the
-  listener-goal distance at the last step.
+  listener-goal distance at the last step; ``target_touched`` when it overlaps at any step (the
+  paper's "target reach %" may be either; both are reported).
 """
 
 from __future__ import annotations
@@ -123,15 +124,21 @@ class SpeakerListenerMetrics(EpisodeMetrics):
     def __init__(self) -> None:
         self.final_distance = math.nan
         self.reached = False
+        self.touched = False
 
     def observe(self, world: Any) -> None:
         speaker = world.agents[0]
         listener, goal = speaker.goal_a, speaker.goal_b
         self.final_distance = _distance(listener, goal)
         self.reached = self.final_distance < listener.size + goal.size
+        self.touched |= self.reached
 
     def result(self) -> dict[str, float]:
-        return {"target_reached": float(self.reached), "final_distance": self.final_distance}
+        return {
+            "target_reached": float(self.reached),
+            "target_touched": float(self.touched),
+            "final_distance": self.final_distance,
+        }
 
 
 TRACKERS: dict[str, type[EpisodeMetrics]] = {
