@@ -106,7 +106,9 @@ def test_speaker_listener_reports_final_distance_and_reach_from_the_last_step():
 
 
 def test_speaker_listener_touched_counts_any_step_reached_only_the_last():
-    result = run("simple_speaker_listener", speaker_listener_world((1, 1.1)), speaker_listener_world((1, 0.5)))
+    result = run(
+        "simple_speaker_listener", speaker_listener_world((1, 1.1)), speaker_listener_world((1, 0.5))
+    )
     assert result["target_touched"] == 1.0
     assert result["target_reached"] == 0.0
 
