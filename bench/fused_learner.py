@@ -1,4 +1,5 @@
-"""The fused MADDPG update against the per-module learner: updates/s at batch 1024, 1 torch thread.
+"""The fused MADDPG update against the per-module learner: updates/s at batch 1024, 1 torch thread
+(``--threads`` for more).
 
 For 3 agents (simple_spread), 6 (simple_world_comm) and 12 (simple_spread with N=12), three ways
 of running the same update on the same modules:
@@ -106,19 +107,29 @@ def main() -> None:
         "--rounds", type=int, default=30, help="measured updates per way (fewer at 12 agents)"
     )
     parser.add_argument("--agents", type=int, nargs="+", default=[3, 6, 12], choices=sorted(SCENARIOS))
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (CPU ms then counts the calling thread only)"
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS, help=f"JSON results (default: {RESULTS})")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
     rows = [measure(n, args.rounds if n < 12 else max(3, args.rounds // 5)) for n in args.agents]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
         json.dumps(
-            {"load_average_before": load_before, "load_average_after": os.getloadavg(), "rows": rows},
+            {
+                "torch_threads": args.threads,
+                "load_average_before": load_before,
+                "load_average_after": os.getloadavg(),
+                "rows": rows,
+            },
             indent=2,
         )
         + "\n"
     )
-    print(f"fused vs per-module MADDPG update, batch 1024, 1 thread (load {load_before[0]:.1f} before)")
+    threads = f"{args.threads} thread{'s' * (args.threads > 1)}"
+    print(f"fused vs per-module MADDPG update, batch 1024, {threads} (load {load_before[0]:.1f} before)")
     for r in rows:
         wall, cpu = r["updates_per_s_wall"], r["cpu_ms_per_update"]
         print(
@@ -128,7 +139,7 @@ def main() -> None:
             f"{r['fused_speedup_wall']['vs_learner']:.2f}x wall ({r['fused_speedup_cpu']['vs_learner']:.2f}x CPU) "
             f"vs learner, {r['fused_speedup_cpu']['vs_learner_step']:.2f}x CPU vs its step"
         )
-    print(f"wrote {RESULTS}")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Each (scenario, variant) is one `ray-maddpg train` of the scenario's paper experiment file,
 with the variant's critic settings and the seeds as a Tune grid. Then every seed's final
-checkpoint is evaluated deterministically (`ray-maddpg evaluate`'s code, fixed seeds), the
+checkpoint is evaluated greedily and, as openai/maddpg's benchmark runs do, with the actions
+sampled as in training (`ray-maddpg evaluate [--sampled]`'s code, fixed seeds), the
 learning curves are read from each trial's progress.csv, and the script writes:
 
 - bench/results/reproduce/<scenario>.json: per variant and seed, the evaluation summary,
@@ -15,6 +16,7 @@ Long: the paper's budget is 1.5M env steps per trial. `--steps` shortens every r
     .venv/bin/python bench/reproduce.py                       # everything, paper budget
     .venv/bin/python bench/reproduce.py --steps 300000 --only simple_spread
     .venv/bin/python bench/reproduce.py --report-only         # redo tables/plots from saved JSON
+    .venv/bin/python bench/reproduce.py --reevaluate          # evaluate saved checkpoints again
 """
 
 from __future__ import annotations
@@ -115,15 +117,34 @@ def read_curve(progress: Path) -> tuple[dict[str, list[float]], float]:
     return curve, float(rows[-1]["time_total_s"]) if rows else 0.0
 
 
-def summarize_run(run_dir: Path, wall: float) -> list[dict]:
+def evaluations(trial: Path) -> dict[str, dict]:
+    """The trial's newest checkpoint evaluated greedily and with sampled actions."""
     from ray_maddpg.experiment.evaluate import load_checked_policy, run_episodes
 
+    return {
+        key: run_episodes(
+            load_checked_policy(trial, sampled=sampled, seed=EVAL_SEED), EVAL_EPISODES, EVAL_SEED
+        ).summary()
+        for key, sampled in (("evaluation", False), ("evaluation_sampled", True))
+    }
+
+
+def reevaluate(scenario: str) -> None:
+    """Evaluate a saved scenario's trials again (their checkpoints must still be there)."""
+    path = OUT / f"{scenario}.json"
+    meta = json.loads(path.read_text())
+    for variant, trials in meta["variants"].items():
+        for t in trials:
+            t.update(evaluations(ROOT / t["trial_dir"]))
+            print(f"{scenario} / {variant} seed {t['seed']}: evaluated again", flush=True)
+    path.write_text(json.dumps(meta, indent=1) + "\n")
+
+
+def summarize_run(run_dir: Path, wall: float) -> list[dict]:
     trials = []
     for trial in sorted(p for p in run_dir.iterdir() if (p / "progress.csv").exists()):
         seed = json.loads((trial / "params.json").read_text())["seed"]
         curve, seconds = read_curve(trial / "progress.csv")
-        policy = load_checked_policy(trial)
-        evaluation = run_episodes(policy, EVAL_EPISODES, EVAL_SEED).summary()
         trials.append(
             {
                 "seed": seed,
@@ -131,21 +152,27 @@ def summarize_run(run_dir: Path, wall: float) -> list[dict]:
                 "env_steps": curve["env_steps"][-1],
                 "trial_time_s": seconds,
                 "steps_per_s": curve["env_steps"][-1] / seconds,
-                "evaluation": evaluation,
+                **evaluations(trial),
                 "curve": {k: v[:: max(1, len(v) // 200)] for k, v in curve.items()},
             }
         )
-        print(f"  seed {seed}: eval return {evaluation['return']['mean']:.2f}", flush=True)
+        print(f"  seed {seed}: eval return {trials[-1]['evaluation']['return']['mean']:.2f}", flush=True)
     for t in trials:
         t["experiment_wall_s"] = wall
     return trials
 
 
 def mean_metric(trials: list[dict], key: str) -> tuple[float, float]:
-    """Mean and std over seeds of an evaluation figure: 'return', 'team/<t>' or a metric name."""
+    """Mean and std over seeds of an evaluation figure: 'return', 'team/<t>' or a metric name,
+    of the greedy evaluation, or with a 'sampled/' prefix of the sampled one."""
     values = []
+    which = "evaluation_sampled" if key.startswith("sampled/") else "evaluation"
+    key = key.removeprefix("sampled/")
     for t in trials:
-        e = t["evaluation"]
+        if which not in t:  # saved before sampled evaluations existed
+            values.append(math.nan)
+            continue
+        e = t[which]
         if key == "return":
             values.append(e["return"]["mean"])
         elif key.startswith("team/"):
@@ -200,6 +227,8 @@ COLUMNS = {
         ("target reached", "target_reached"),
         ("target touched", "target_touched"),
         ("final distance", "final_distance"),
+        ("target reached, sampled", "sampled/target_reached"),
+        ("final distance, sampled", "sampled/final_distance"),
     ],
     "simple_adversary": [
         ("good success", "good_success"),
@@ -311,11 +340,17 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="trials side by side")
     parser.add_argument("--results-dir", type=Path, default=ROOT / "results" / "reproduce")
     parser.add_argument("--report-only", action="store_true", help="only rebuild tables and plots")
+    parser.add_argument(
+        "--reevaluate", action="store_true", help="evaluate the saved trials' checkpoints again, then report"
+    )
     args = parser.parse_args()
     args.results_dir = args.results_dir.resolve()
 
     OUT.mkdir(parents=True, exist_ok=True)
-    for scenario in [] if args.report_only else args.only or list(STUDY):
+    if args.reevaluate:
+        for scenario in args.only or [s for s in STUDY if (OUT / f"{s}.json").exists()]:
+            reevaluate(scenario)
+    for scenario in [] if args.report_only or args.reevaluate else args.only or list(STUDY):
         saved = {}
         for variant, overrides in STUDY[scenario][1].items():
             run_dir, wall = train(scenario, variant, overrides, args)

@@ -116,6 +116,14 @@ def test_from_checkpoint_continues_the_run(algo, tmp_path):
     assert actions["agent_0"] == expected
     env.step(actions)
 
+    # Sampled as in training: a Gumbel-max draw, the same for the same seed.
+    def sampled_actions(seed: int) -> list[int]:
+        policy = load_policy(path, sampled=True, seed=seed)
+        return [policy.act(obs)["agent_0"] for _ in range(50)]
+
+    assert sampled_actions(0) == sampled_actions(0)
+    assert len(set(sampled_actions(0))) > 1
+
 
 def test_load_policy_rejects_a_missing_path(tmp_path):
     with pytest.raises(ConfigError, match="is not a directory") as err:

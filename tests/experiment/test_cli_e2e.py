@@ -92,6 +92,18 @@ def test_evaluate_is_deterministic_for_a_seed(checkpoint, capsys):
     assert outputs[0] == outputs[1]
 
 
+def test_sampled_evaluation_is_seeded_and_differs_from_greedy(checkpoint, capsys):
+    def evaluate(*extra):
+        assert main(["evaluate", "--checkpoint", str(checkpoint), "--episodes", "2", *extra]) == 0
+        return capsys.readouterr().out
+
+    greedy, sampled = evaluate(), evaluate("--sampled")
+    assert "greedy actions" in greedy and "sampled actions" in sampled
+    assert sampled.split("\n", 1)[1] != greedy.split("\n", 1)[1]  # the figures, not the title
+    assert evaluate("--sampled") == sampled
+    assert evaluate("--sampled", "--seed", "1").split("\n", 1)[1] != sampled.split("\n", 1)[1]
+
+
 def test_evaluate_accepts_an_experiment_dir(sweep):
     _, experiment_dir = sweep
     assert main(["evaluate", "--checkpoint", str(experiment_dir), "--episodes", "1"]) == 0

@@ -16,7 +16,7 @@ import torch
 from ray_maddpg.envs.mpe import make_env
 from ray_maddpg.experiment.evaluate import run_episodes
 from ray_maddpg.maddpg import MADDPGConfig
-from ray_maddpg.maddpg.checkpoint import DeterministicPolicy
+from ray_maddpg.maddpg.checkpoint import TrainedPolicy
 
 pytestmark = pytest.mark.learning
 torch.set_num_threads(1)
@@ -82,10 +82,10 @@ def test_maddpg_with_continuous_actions_beats_random_on_simple(local_ray):
 
 def greedy_metrics(algo, episodes: int = 100) -> dict[str, float]:
     """The greedy policy's mean metrics over ``episodes`` fixed evaluation episodes on mpe2
-    (``ray-maddpg evaluate``'s code: ``DeterministicPolicy`` and ``run_episodes``)."""
+    (``ray-maddpg evaluate``'s code: ``TrainedPolicy`` and ``run_episodes``)."""
     config = algo.config
     modules = {mid: algo.get_module(mid) for mid in config.agent_layout().modules}
-    return run_episodes(DeterministicPolicy(config, modules), episodes, seed=10_000).flat_means()
+    return run_episodes(TrainedPolicy(config, modules), episodes, seed=10_000).flat_means()
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -183,6 +183,19 @@ def test_exploration_noise_keeps_continuous_actions_in_range():
     assert noisy.std() > 0.1
 
 
+def test_a_tanh_rule_explores_with_the_generator_it_is_given():
+    rule, out = core.ActionRule("tanh"), torch.zeros(8, 2)
+
+    def draw(seed: int) -> torch.Tensor:
+        return rule.explore(out, noise_std=0.3, generator=torch.Generator().manual_seed(seed))
+
+    torch.manual_seed(123)
+    first = draw(0)
+    torch.manual_seed(456)  # the global generator does not matter
+    assert torch.equal(first, draw(0))
+    assert not torch.equal(first, draw(1))
+
+
 def test_target_policy_smoothing_noise_is_clipped():
     smoothed = core.target_policy_smoothing(torch.zeros(10_000), noise_std=10.0, noise_clip=0.2)
     assert smoothed.abs().max().item() == pytest.approx(0.2)

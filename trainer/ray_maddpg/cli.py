@@ -46,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_checkpoint_args(evaluate)
     evaluate.add_argument("--episodes", type=int, default=100, help="episodes to run (default: 100)")
     evaluate.add_argument("--json", dest="json_out", metavar="OUT", help="also write the results as JSON")
+    evaluate.add_argument(
+        "--sampled",
+        action="store_true",
+        help="act as in training, with exploration noise (openai/maddpg's benchmark protocol); "
+        "default: greedy actions",
+    )
 
     render = commands.add_parser("render", help="render a trained policy to a GIF (headless)")
     _add_checkpoint_args(render)
@@ -88,8 +94,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from ray_maddpg.experiment.evaluate import format_table, load_checked_policy, run_episodes, write_json
 
     _positive(args.episodes, "--episodes")
-    policy = load_checked_policy(args.checkpoint, args.scenario)
-    summary = run_episodes(policy, args.episodes, args.seed).summary()
+    policy = load_checked_policy(args.checkpoint, args.scenario, sampled=args.sampled, seed=args.seed)
+    summary = {**run_episodes(policy, args.episodes, args.seed).summary(), "sampled": args.sampled}
     print(format_table(summary))
     if args.json_out:
         print(f"JSON: {write_json(summary, args.json_out)}")

@@ -61,14 +61,14 @@ def evaluate_during_training(
 
 
 def current_policy(algorithm: Any) -> Any:
-    """The learner's current actors as a ``DeterministicPolicy`` (a copy, in this process)."""
-    from ray_maddpg.maddpg.checkpoint import DeterministicPolicy
+    """The learner's current actors as a ``TrainedPolicy`` (a copy, in this process)."""
+    from ray_maddpg.maddpg.checkpoint import TrainedPolicy
 
     module = algorithm.config.get_multi_rl_module_spec().build()
     module.set_state(algorithm.learner_group.get_weights())
     for submodule in module.values():
         submodule.eval()
-    return DeterministicPolicy(algorithm.config, module)
+    return TrainedPolicy(algorithm.config, module)
 
 
 def _log_frames(trial_dir: Path, iteration: int, frames: Any) -> None:

@@ -1,4 +1,4 @@
-"""Deterministic evaluation: returns per agent and team, and the scenario's benchmark metrics."""
+"""Evaluation (greedy by default): returns per agent and team, and the scenario's benchmark metrics."""
 
 from __future__ import annotations
 
@@ -99,7 +99,8 @@ def format_table(summary: dict[str, Any]) -> str:
     rows += [(f"team {k}", v["mean"], v["std"]) for k, v in summary["teams"].items()]
     rows += [(k, v["mean"], v["std"]) for k, v in summary["metrics"].items()]
     width = max(len(r[0]) for r in rows)
-    lines = [f"{summary['scenario']}: {summary['episodes']} episodes, seed {summary['seed']}"]
+    actions = "sampled actions" if summary.get("sampled") else "greedy actions"
+    lines = [f"{summary['scenario']}: {summary['episodes']} episodes, seed {summary['seed']}, {actions}"]
     lines.append(f"{'':<{width}}  {'mean':>10}  {'std':>10}")
     lines += [f"{name:<{width}}  {mean:>10.3f}  {std:>10.3f}" for name, mean, std in rows[1:]]
     return "\n".join(lines)
@@ -120,10 +121,12 @@ def newest_checkpoint(path: str | Path) -> Path:
     return max(found, key=lambda p: p.stat().st_mtime)
 
 
-def load_checked_policy(path: str | Path, scenario: str | None = None) -> Any:
+def load_checked_policy(
+    path: str | Path, scenario: str | None = None, *, sampled: bool = False, seed: int = 0
+) -> Any:
     from ray_maddpg.maddpg import load_policy
 
-    policy = load_policy(newest_checkpoint(path))
+    policy = load_policy(newest_checkpoint(path), sampled=sampled, seed=seed)
     if scenario is not None and policy.scenario != scenario:
         raise ConfigError(
             [("--scenario", f"the checkpoint was trained on {policy.scenario!r}, not {scenario!r}")]

@@ -22,11 +22,17 @@ CTOR_FILE = "class_and_ctor_args.pkl"
 MODULE_DIR = Path("learner_group", "learner", "rl_module")
 
 
-class DeterministicPolicy:
-    """Every agent's actor, acting greedily (``core.ActionRule.greedy``): no exploration noise."""
+class TrainedPolicy:
+    """Every agent's actor, acting greedily (``core.ActionRule.greedy``, no exploration noise), or
+    with ``sampled`` as it acted in training (``ActionRule.explore``, seeded by ``seed``), which is
+    how openai/maddpg's benchmark runs evaluate."""
 
-    def __init__(self, config: AlgorithmConfig, module):
+    def __init__(self, config: AlgorithmConfig, module, *, sampled: bool = False, seed: int = 0):
         self.config = config
+        self.sampled = sampled
+        self._rng = np.random.default_rng(seed)
+        self._torch_rng = torch.Generator().manual_seed(seed)
+        self._noise_std = config.exploration_noise_final or config.exploration_noise
         self.env_config: dict[str, Any] = dict(config.env_config or {})
         self.scenario: str = self.env_config.get("scenario", "simple_spread")
         layout = config.agent_layout()
@@ -43,13 +49,19 @@ class DeterministicPolicy:
         for aid, o in obs.items():
             out = self._actors[aid](torch.as_tensor(np.asarray(o, np.float32)).unsqueeze(0))[0]
             rule = self._rules[aid]
-            env_action = rule.to_env(rule.greedy(out))
+            if self.sampled:
+                action = rule.explore(
+                    out, noise_std=self._noise_std, rng=self._rng, generator=self._torch_rng
+                )
+            else:
+                action = rule.greedy(out)
+            env_action = rule.to_env(action)
             actions[aid] = int(env_action) if rule.one_hot else env_action.numpy()
         return actions
 
 
-def load_policy(checkpoint_path: str | Path) -> DeterministicPolicy:
-    """The deterministic joint policy stored in a MADDPG checkpoint directory."""
+def load_policy(checkpoint_path: str | Path, *, sampled: bool = False, seed: int = 0) -> TrainedPolicy:
+    """The joint policy stored in a MADDPG checkpoint directory: greedy, or ``sampled``."""
     from ray_maddpg.maddpg.maddpg import MADDPG
 
     path = Path(checkpoint_path)
@@ -69,4 +81,4 @@ def load_policy(checkpoint_path: str | Path) -> DeterministicPolicy:
     module.restore_from_path(module_dir)
     for submodule in module.values():  # MultiRLModule itself has no eval()
         submodule.eval()
-    return DeterministicPolicy(config, module)
+    return TrainedPolicy(config, module, sampled=sampled, seed=seed)

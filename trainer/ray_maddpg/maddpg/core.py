@@ -139,14 +139,22 @@ class ActionRule:
         """Stored and executed actions are one-hots (the env takes their argmax)."""
         return self.kind in ONE_HOT_RULES
 
-    def explore(self, out: torch.Tensor, *, noise_std: float = 0.1, rng: np.random.Generator | None = None):
+    def explore(
+        self,
+        out: torch.Tensor,
+        *,
+        noise_std: float = 0.1,
+        rng: np.random.Generator | None = None,
+        generator: torch.Generator | None = None,
+    ):
         """The action executed and stored while collecting data.
 
         The one-hot of a Gumbel-softmax sample is the one-hot of argmax(logits + g) at any
-        temperature, so no softmax is needed; ``rng`` draws that noise with numpy.
+        temperature, so no softmax is needed; ``rng`` draws that Gumbel noise with numpy,
+        ``generator`` a ``tanh`` action's Gaussian noise (default: torch's global generator).
         """
         if self.kind == "tanh":
-            return add_exploration_noise(squash(out), noise_std)
+            return add_exploration_noise(squash(out), noise_std, generator)
         if self.one_hot:
             return onehot_argmax(out + gumbel_noise(out, rng))
         return F.softmax((out + gumbel_noise(out, rng)) / self.temperature, dim=-1)
@@ -205,9 +213,12 @@ def expected_q(probs: torch.Tensor, q_of: Callable[[torch.Tensor], torch.Tensor]
     return (probs * q_each).sum(dim=-1)
 
 
-def add_exploration_noise(action: torch.Tensor, std: float) -> torch.Tensor:
+def add_exploration_noise(
+    action: torch.Tensor, std: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Gaussian exploration for a continuous action in [-1, 1], clipped back into range."""
-    return (action + std * torch.randn_like(action)).clamp(-1.0, 1.0)
+    noise = torch.randn(action.shape, generator=generator, dtype=action.dtype, device=action.device)
+    return (action + std * noise).clamp(-1.0, 1.0)
 
 
 def target_policy_smoothing(action: torch.Tensor, noise_std: float, noise_clip: float) -> torch.Tensor:
