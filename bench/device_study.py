@@ -8,7 +8,8 @@ to mpe2's; ``FusedMADDPG``, tested equal to the RLlib learner's update) and the 
 of ``--batch`` per ``--every`` env steps after ``--learning-starts``.
 
 Evaluation: the greedy policy in ``--eval-envs`` fresh envs (one episode each, a fixed seed),
-at every ``--eval-every`` env steps and at the end. Metrics, at the last step of the episode
+at every ``--eval-every`` env steps and at the end; then the same with actions sampled as in
+training (``sampled_<metric>``: openai/maddpg evaluates so). Metrics, at the last step of the episode
 (``experiment/metrics.py``'s definitions):
 
 - simple_speaker_listener: ``target_reached`` (listener-goal distance below the sum of their
@@ -97,8 +98,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 @torch.no_grad()
-def evaluate(learner: FusedMADDPG, rules: list[ActionRule], args, device: Device) -> dict[str, float]:
-    """The greedy policy's metrics over one episode in each of ``--eval-envs`` fresh envs."""
+def evaluate(
+    learner: FusedMADDPG, rules: list[ActionRule], args, device: Device, sampled: bool = False
+) -> dict[str, float]:
+    """The greedy policy's metrics over one episode in each of ``--eval-envs`` fresh envs; with
+    ``sampled``, the policy acting as in training (``ActionRule.explore``)."""
     env = make_batched_env(
         args.scenario, args.eval_envs, device=device.torch, seed=10_000, continuous_actions=args.continuous
     )
@@ -109,7 +113,9 @@ def evaluate(learner: FusedMADDPG, rules: list[ActionRule], args, device: Device
     touched = torch.zeros(args.eval_envs, dtype=torch.bool, device=device.torch)
     for _ in range(env.max_cycles):
         outs = policy_outputs(learner, obs)
-        actions = [rule.greedy(o) for rule, o in zip(rules, outs, strict=True)]
+        actions = [
+            rule.explore(o) if sampled else rule.greedy(o) for rule, o in zip(rules, outs, strict=True)
+        ]
         if messages is None and speaker is not None:
             # The speaker sees only the goal's colour, so its greedy message is fixed per episode.
             messages = actions[speaker].argmax(-1)  # a soft message's strongest channel
@@ -150,6 +156,19 @@ def listener_reach(env) -> torch.Tensor:
     """On target: closer than the listener's and a landmark's sizes together (0.115)."""
     world = env.world
     return world.size[env._world_index[env.agents.index("listener_0")]] + world.size[world.num_agents]
+
+
+SAMPLED_METRICS = ("return", "final_distance", "target_reached", "target_touched", "on_landmark")
+
+
+def evaluations(learner: FusedMADDPG, rules: list[ActionRule], args, device: Device) -> dict[str, float]:
+    """``evaluate``'s greedy metrics, and its sampled ones (openai/maddpg's benchmark protocol) as
+    ``sampled_<metric>``."""
+    sampled = evaluate(learner, rules, args, device, sampled=True)
+    return {
+        **evaluate(learner, rules, args, device),
+        **{f"sampled_{k}": v for k, v in sampled.items() if k in SAMPLED_METRICS},
+    }
 
 
 class Observations:
@@ -255,7 +274,7 @@ def run(args, variant: str, seed: int) -> dict:
         updates += due
         if env_steps >= next_eval:
             point = {"env_steps": env_steps, "seconds": round(time.perf_counter() - start, 1)}
-            point.update(evaluate(learner, rules, args, device))
+            point.update(evaluations(learner, rules, args, device))
             curve.append(point)
             # stderr: the parent passes it through as it comes (it reads stdout only at the end)
             print(json.dumps({"variant": variant, "seed": seed, **point}), file=sys.stderr, flush=True)
@@ -263,7 +282,7 @@ def run(args, variant: str, seed: int) -> dict:
         if time.perf_counter() - start > args.budget_s:
             completed = False
             break
-    final = evaluate(learner, rules, args, device)
+    final = evaluations(learner, rules, args, device)
     return {
         "variant": variant,
         "seed": seed,
