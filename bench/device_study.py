@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -84,6 +85,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--parallel", type=int, default=6, help="runs at a time, one process each")
     p.add_argument("--budget-s", type=float, default=420.0, help="stop every run after this long")
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads per run on CPU (default: the CPU count / --parallel); give 1 when "
+        "other jobs share the machine",
+    )
     p.add_argument("--out", help="write the results as JSON here")
     p.add_argument("--single", nargs=2, metavar=("VARIANT", "SEED"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -230,9 +237,10 @@ def speaker_code(goals: torch.Tensor, messages: torch.Tensor, num_messages: int)
 def run(args, variant: str, seed: int) -> dict:
     """One training run; returns its settings, curve and final evaluation."""
     device = Device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.torch.type == "cpu" and args.parallel > 1:
-        # Several runs each on torch's default threads oversubscribe the cores and crawl.
-        torch.set_num_threads(1)
+    if device.torch.type == "cpu":
+        # Runs beside each other on torch's default threads oversubscribe the cores and crawl
+        # (10x and worse), also when they come from separate commands: hence --threads.
+        torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // args.parallel))
     torch.manual_seed(seed)
     env = make_batched_env(
         args.scenario, args.envs, device=device.torch, seed=seed, continuous_actions=args.continuous
