@@ -117,6 +117,10 @@ def evaluate(
     obs, total = seen(env.reset()), torch.zeros(args.eval_envs, device=device.torch)
     messages = None
     speaker = env.agents.index("speaker_0") if args.scenario == "simple_speaker_listener" else None
+    if speaker is not None:
+        listener = env._world_index[env.agents.index("listener_0")]  # its index in the world state
+        # On target: closer than the listener's and a landmark's sizes together (0.115).
+        reach = env.world.size[listener] + env.world.size[env.world.num_agents]
     touched = torch.zeros(args.eval_envs, dtype=torch.bool, device=device.torch)
     for _ in range(env.max_cycles):
         outs = policy_outputs(learner, obs)
@@ -130,20 +134,21 @@ def evaluate(
         obs = seen(obs)
         total += rewards.sum(1)
         if speaker is not None:
-            touched |= listener_goal_distance(env) < listener_reach(env)
+            touched |= goal_distance(env, listener) < reach
     metrics = {"return": float(total.mean())}
     world = env.world
     if args.scenario == "simple_speaker_listener":
         metrics.update(speaker_code(env.scenario.goal, messages, env.act_dims[speaker]))
-        distance = listener_goal_distance(env)
+        distance = goal_distance(env, listener)
         metrics.update(
             final_distance=float(distance.mean()),
-            target_reached=float((distance < listener_reach(env)).float().mean()),
+            target_reached=float((distance < reach).float().mean()),
             # The paper does not say whether its "target reach" is at the end or at any step.
             target_touched=float(touched.float().mean()),
         )
-        listener = world.agent_pos[:, env._world_index[env.agents.index("listener_0")]]
-        metrics.update(listener_landmarks(listener, world.landmark_pos, env.scenario.goal))
+        metrics.update(
+            listener_landmarks(world.agent_pos[:, listener], world.landmark_pos, env.scenario.goal)
+        )
     elif args.scenario == "simple":
         distance = (world.agent_pos[:, 0] - world.landmark_pos[:, 0]).norm(dim=-1)
         metrics.update(
@@ -152,17 +157,12 @@ def evaluate(
     return metrics
 
 
-def listener_goal_distance(env) -> torch.Tensor:
-    """(E,) the speaker-listener's listener's distance to its goal landmark now."""
+def goal_distance(env, listener: int) -> torch.Tensor:
+    """(E,) the speaker-listener's listener (``listener``: its world index) to its goal, now."""
     world = env.world
-    listener = world.agent_pos[:, env._world_index[env.agents.index("listener_0")]]
-    return (listener - world.landmark_pos[world.env_index, env.scenario.goal]).norm(dim=-1)
-
-
-def listener_reach(env) -> torch.Tensor:
-    """On target: closer than the listener's and a landmark's sizes together (0.115)."""
-    world = env.world
-    return world.size[env._world_index[env.agents.index("listener_0")]] + world.size[world.num_agents]
+    return (world.agent_pos[:, listener] - world.landmark_pos[world.env_index, env.scenario.goal]).norm(
+        dim=-1
+    )
 
 
 SAMPLED_METRICS = ("return", "final_distance", "target_reached", "target_touched", "on_landmark")
