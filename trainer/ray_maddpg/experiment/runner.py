@@ -112,30 +112,22 @@ def check_address(address: str | None) -> None:
     field = "--address" if given else "RAY_ADDRESS"
     scheme, _, rest = address.rpartition("://")
     if scheme not in ("", "ray"):
-        raise ConfigError(
-            [
-                (
-                    field,
-                    f"{address!r} is not a Ray address: give the GCS address host:6379, or ray://host:10001 "
-                    "(http://host:8265 is the dashboard's, for `ray job submit`)",
-                )
-            ]
+        message = (
+            f"{address!r} is not a Ray address: give the GCS address host:6379, or ray://host:10001 "
+            "(http://host:8265 is the dashboard's, for `ray job submit`)"
         )
+        raise ConfigError([(field, message)])
     host, _, port = rest.rpartition(":")
     if not host or not port.isdigit():
         raise ConfigError([(field, f"{address!r} is not host:port (e.g. 127.0.0.1:6379)")])
     try:
         socket.create_connection((host, int(port)), timeout=5).close()
     except OSError as err:
-        raise ConfigError(
-            [
-                (
-                    field,
-                    f"no Ray answers at {address} ({err.strerror or err}): start one with `ray start --head`, "
-                    "or leave the address out to train on an embedded local Ray",
-                )
-            ]
-        ) from None
+        message = (
+            f"no Ray answers at {address} ({err.strerror or err}): start one with `ray start --head`, "
+            "or leave the address out to train on an embedded local Ray"
+        )
+        raise ConfigError([(field, message)]) from None
 
 
 def connect(address: str | None) -> str:
