@@ -251,12 +251,16 @@ def setup(scenario: str, num_envs: int, device: Device, buffer_size: int, **opti
 
 
 @torch.no_grad()
-def policy_outputs(learner: FusedMADDPG, obs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """Every agent's raw actor output from the learner's own stacked actors (no weight copies)."""
+def policy_outputs(
+    learner: FusedMADDPG, obs: Sequence[torch.Tensor], averaged: bool = False
+) -> list[torch.Tensor]:
+    """Every agent's raw actor output from the learner's own stacked actors (no weight copies);
+    with ``averaged``, from the target actors (the Polyak average of the recent actors)."""
     by_agent = dict(zip(learner.agents, obs, strict=True))
     out: dict[str, torch.Tensor] = {}
     for group in learner.actors:
-        for mid, rows in group.per_module(group.net(group.rows(by_agent))).items():
+        net = group.target if averaged else group.net
+        for mid, rows in group.per_module(net(group.rows(by_agent))).items():
             out.update(zip(learner.modules[mid].agents, rows.unbind(1), strict=True))
     return [out[a] for a in learner.agents]
 

@@ -9,7 +9,9 @@ of ``--batch`` per ``--every`` env steps after ``--learning-starts``.
 
 Evaluation: the greedy policy in ``--eval-envs`` fresh envs (one episode each, a fixed seed),
 at every ``--eval-every`` env steps and at the end; then the same with actions sampled as in
-training (``sampled_<metric>``: openai/maddpg evaluates so). Metrics, at the last step of the episode
+training (``sampled_<metric>``: openai/maddpg evaluates so), and greedy with the target actors
+(``averaged_<metric>``: the Polyak average of the recent actors, tau 0.01, so about the last 100
+updates; an average can stop more precisely than an actor still moving). Metrics, at the last step of the episode
 (``experiment/metrics.py``'s definitions):
 
 - simple_speaker_listener: ``target_reached`` (listener-goal distance below the sum of their
@@ -72,6 +74,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="simple_speaker_listener: the listener sees the goal's colour in place of the message",
     )
     p.add_argument(
+        "--velocity-first",
+        action="store_true",
+        help="the original MPE's integration order (velocity, then position), not mpe2's",
+    )
+    p.add_argument(
         "--hidden", type=int, nargs="+", default=[64, 64], help="hidden layer widths of actors and critics"
     )
     p.add_argument("--actor-lr", type=float, default=1e-4)
@@ -104,15 +111,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def study_env(args, num_envs: int, device: Device, seed: int):
+    env = make_batched_env(
+        args.scenario, num_envs, device=device.torch, seed=seed, continuous_actions=args.continuous
+    )
+    env.world.velocity_first = args.velocity_first
+    return env
+
+
 @torch.no_grad()
 def evaluate(
-    learner: FusedMADDPG, rules: list[ActionRule], args, device: Device, sampled: bool = False
+    learner: FusedMADDPG,
+    rules: list[ActionRule],
+    args,
+    device: Device,
+    sampled: bool = False,
+    averaged: bool = False,
 ) -> dict[str, float]:
     """The greedy policy's metrics over one episode in each of ``--eval-envs`` fresh envs; with
-    ``sampled``, the policy acting as in training (``ActionRule.explore``)."""
-    env = make_batched_env(
-        args.scenario, args.eval_envs, device=device.torch, seed=10_000, continuous_actions=args.continuous
-    )
+    ``sampled``, the policy acting as in training (``ActionRule.explore``); with ``averaged``,
+    the target actors in place of the actors."""
+    env = study_env(args, args.eval_envs, device, seed=10_000)
     seen = Observations(env, args.oracle_listener)
     obs, total = seen(env.reset()), torch.zeros(args.eval_envs, device=device.torch)
     messages = None
@@ -123,7 +142,7 @@ def evaluate(
         reach = env.world.size[listener] + env.world.size[env.world.num_agents]
     touched = torch.zeros(args.eval_envs, dtype=torch.bool, device=device.torch)
     for _ in range(env.max_cycles):
-        outs = policy_outputs(learner, obs)
+        outs = policy_outputs(learner, obs, averaged=averaged)
         actions = [
             rule.explore(o) if sampled else rule.greedy(o) for rule, o in zip(rules, outs, strict=True)
         ]
@@ -169,12 +188,14 @@ SAMPLED_METRICS = ("return", "final_distance", "target_reached", "target_touched
 
 
 def evaluations(learner: FusedMADDPG, rules: list[ActionRule], args, device: Device) -> dict[str, float]:
-    """``evaluate``'s greedy metrics, and its sampled ones (openai/maddpg's benchmark protocol) as
-    ``sampled_<metric>``."""
+    """``evaluate``'s greedy metrics, its sampled ones (openai/maddpg's benchmark protocol) as
+    ``sampled_<metric>`` and the target actors' greedy ones as ``averaged_<metric>``."""
     sampled = evaluate(learner, rules, args, device, sampled=True)
+    averaged = evaluate(learner, rules, args, device, averaged=True)
     return {
         **evaluate(learner, rules, args, device),
         **{f"sampled_{k}": v for k, v in sampled.items() if k in SAMPLED_METRICS},
+        **{f"averaged_{k}": v for k, v in averaged.items() if k in SAMPLED_METRICS},
     }
 
 
@@ -242,9 +263,7 @@ def run(args, variant: str, seed: int) -> dict:
         # (10x and worse), also when they come from separate commands: hence --threads.
         torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // args.parallel))
     torch.manual_seed(seed)
-    env = make_batched_env(
-        args.scenario, args.envs, device=device.torch, seed=seed, continuous_actions=args.continuous
-    )
+    env = study_env(args, args.envs, device, seed=seed)
     obs_dims = dict(zip(env.agents, env.obs_dims, strict=True))
     act_dims = dict(zip(env.agents, env.act_dims, strict=True))
     rule = args.rule or ("tanh" if args.continuous else "expected")

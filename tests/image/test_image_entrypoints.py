@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,7 @@ MARKER = "RM_IMAGE_CONTRACT_RUN"
 TAG = "contract/reward"
 RAY_NODE_UP = "This command will now block forever"
 MAX_RESTARTS = 5
+STOP_GRACE_S = 5
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -207,11 +209,14 @@ class Pods:
 
     def stop(self) -> None:
         # SIGTERM lets `ray start --block` stop its node; the group kill then catches stragglers.
+        # One short grace for all: nothing here is checked after the tests, and a Ray node's
+        # orderly stop took 20 s and more, most of the module's teardown.
         for process in self.processes.values():
             kill_group(process, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
         for process in self.processes.values():
             try:
-                process.wait(timeout=20)
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 pass
             kill_group(process, signal.SIGKILL)

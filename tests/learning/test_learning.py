@@ -5,12 +5,18 @@ env steps, batches of 256, one update per 10 env steps (the paper: 25,600, 1,024
 The learned return is RLlib's ``env_runners/episode_return_mean`` (the sum over agents,
 mean of the last 40 episodes, with exploration on); the random return is measured here on
 the same env with uniform random actions.
+
+The runs train side by side, one Ray task of one CPU (and one torch thread) each, in the
+module's local Ray; each test waits for its own run.
 """
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
+import ray
 import torch
 
 from ray_maddpg.envs.mpe import make_env
@@ -19,7 +25,6 @@ from ray_maddpg.maddpg import MADDPGConfig
 from ray_maddpg.maddpg.checkpoint import TrainedPolicy
 
 pytestmark = pytest.mark.learning
-torch.set_num_threads(1)
 
 
 def random_return(scenario: str, episodes: int = 200, **options) -> float:
@@ -41,6 +46,7 @@ def random_return(scenario: str, episodes: int = 200, **options) -> float:
 
 
 def train(scenario: str, env_steps: int, **options) -> float:
+    torch.set_num_threads(1)
     config = (
         MADDPGConfig()
         .environment("mpe2", env_config={"scenario": scenario, "max_cycles": 25, **options})
@@ -64,22 +70,6 @@ def train(scenario: str, env_steps: int, **options) -> float:
         algo.stop()
 
 
-def test_maddpg_beats_random_on_simple_spread(local_ray):
-    """20,000 env steps (1,900 updates). Random: about -80 per episode (3 agents); MADDPG
-    reaches about -59 here. Required: at least 12 better than random."""
-    baseline = random_return("simple_spread")
-    learned = train("simple_spread", 20_000)
-    assert learned > baseline + 12, (learned, baseline)
-
-
-def test_maddpg_with_continuous_actions_beats_random_on_simple(local_ray):
-    """15,000 env steps (1,400 updates) of the single-agent ``simple`` scenario with continuous
-    actions. Random: about -37 per episode; MADDPG reaches about -5. Required: 15 better."""
-    baseline = random_return("simple", continuous_actions=True)
-    learned = train("simple", 15_000, continuous_actions=True)
-    assert learned > baseline + 15, (learned, baseline)
-
-
 def greedy_metrics(algo, episodes: int = 100) -> dict[str, float]:
     """The greedy policy's mean metrics over ``episodes`` fixed evaluation episodes on mpe2
     (``ray-maddpg evaluate``'s code: ``TrainedPolicy`` and ``run_episodes``)."""
@@ -88,14 +78,10 @@ def greedy_metrics(algo, episodes: int = 100) -> dict[str, float]:
     return run_episodes(TrainedPolicy(config, modules), episodes, seed=10_000).flat_means()
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_maddpg_parks_one_agent_on_its_landmark_with_discrete_actions(local_ray, seed):
-    """The issue's smallest failing case: ``simple`` with discrete actions at the paper's
-    schedule (batch 1024, one update per 100 env steps after 25,600), 300,000 env steps, with
-    the algorithm's defaults (the 'expected' action rule, actor lr 1e-4, critic lr 1e-3), on the
-    batched backend. The greedy agent must end within 0.1 of its landmark in at least 90 of 100
-    evaluation episodes, on every seed. Measured (docs/results.md): 100 / 98 / 99% on seeds
-    0 / 1 / 2 (93% on seed 3); the paper's lr 1e-2 with the old mixed rule: 0-40%."""
+def park_on_landmark(seed: int) -> dict[str, float]:
+    """``simple``, discrete actions, the paper's schedule and the algorithm's defaults, 300,000 env
+    steps; the greedy policy's metrics (see the test below)."""
+    torch.set_num_threads(1)
     config = (
         MADDPGConfig()
         .environment("mpe2", env_config={"scenario": "simple", "max_cycles": 25, "backend": "batched"})
@@ -107,7 +93,51 @@ def test_maddpg_parks_one_agent_on_its_landmark_with_discrete_actions(local_ray,
     try:
         while algo.train()["env_runners"]["num_env_steps_sampled_lifetime"] < 300_000:
             pass
-        metrics = greedy_metrics(algo)
+        return greedy_metrics(algo)
     finally:
         algo.stop()
+
+
+SEEDS = (0, 1, 2)
+# Ray workers cannot import this test module, so its functions travel by value.
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+@pytest.fixture(scope="module")
+def runs(local_ray) -> dict:
+    """Every training run of this module, started at once as Ray tasks of one CPU each. The
+    longest go first."""
+    remote = ray.remote(num_cpus=1, max_retries=0)
+    return {
+        **{("park", seed): remote(park_on_landmark).remote(seed) for seed in SEEDS},
+        "spread": remote(train).remote("simple_spread", 20_000),
+        "simple_continuous": remote(train).remote("simple", 15_000, continuous_actions=True),
+    }
+
+
+def test_maddpg_beats_random_on_simple_spread(runs):
+    """20,000 env steps (1,900 updates). Random: about -80 per episode (3 agents); MADDPG
+    reaches about -59 here. Required: at least 12 better than random."""
+    baseline = random_return("simple_spread")
+    learned = ray.get(runs["spread"])
+    assert learned > baseline + 12, (learned, baseline)
+
+
+def test_maddpg_with_continuous_actions_beats_random_on_simple(runs):
+    """15,000 env steps (1,400 updates) of the single-agent ``simple`` scenario with continuous
+    actions. Random: about -37 per episode; MADDPG reaches about -5. Required: 15 better."""
+    baseline = random_return("simple", continuous_actions=True)
+    learned = ray.get(runs["simple_continuous"])
+    assert learned > baseline + 15, (learned, baseline)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_maddpg_parks_one_agent_on_its_landmark_with_discrete_actions(runs, seed):
+    """The issue's smallest failing case: ``simple`` with discrete actions at the paper's
+    schedule (batch 1024, one update per 100 env steps after 25,600), 300,000 env steps, with
+    the algorithm's defaults (the 'expected' action rule, actor lr 1e-4, critic lr 1e-3), on the
+    batched backend. The greedy agent must end within 0.1 of its landmark in at least 90 of 100
+    evaluation episodes, on every seed. Measured (docs/results.md): 100 / 98 / 99% on seeds
+    0 / 1 / 2 (93% on seed 3); the paper's lr 1e-2 with the old mixed rule: 0-40%."""
+    metrics = ray.get(runs[("park", seed)])
     assert metrics["on_landmark"] >= 0.9, metrics

@@ -247,6 +247,22 @@ def test_seed_fixes_the_resets():
     assert not torch.equal(first[0], other[0])
 
 
+def test_velocity_first_moves_in_the_step_of_the_push_where_mpe2_waits_a_step():
+    """From rest, mpe2's order (position from the old velocity) leaves the agent in place on the
+    first step of a push; the original MPE's order moves it by the new velocity times dt."""
+    moved = {}
+    for velocity_first in (False, True):
+        env = make_batched_env("simple", 2, seed=0)
+        env.world.velocity_first = velocity_first
+        start = env.world.agent_pos.clone()
+        env.step([torch.eye(5)[torch.full((2,), 1)]])  # discrete 1: push along -x
+        moved[velocity_first] = env.world.agent_pos - start
+        velocity = env.world.vel.clone()
+    assert torch.equal(moved[False], torch.zeros_like(moved[False]))
+    torch.testing.assert_close(moved[True], velocity * env.world.dt)
+    assert (moved[True][..., 0] < 0).all()
+
+
 # --- API ---
 
 

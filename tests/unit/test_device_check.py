@@ -110,3 +110,28 @@ def test_the_device_replay_wraps_around_and_samples_the_learners_layout():
     assert set(batch.obs[0][:, 0].tolist()) <= {2.0, 3.0, 4.0, 5.0, 6.0}
     torch.testing.assert_close(batch.next_obs[1], batch.obs[1] + 100)
     torch.testing.assert_close(batch.rewards[:, 0], batch.obs[0][:, 0])
+
+
+def test_policy_outputs_averaged_come_from_the_target_actors():
+    """``averaged`` reads the target actors: equal to the actors at the start, and after one
+    update (tau 0.01) still near the start while the actors have moved."""
+    spec = importlib.util.spec_from_file_location("device_check", SCRIPT)
+    device_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(device_check)
+    device = device_check.Device("cpu")
+    env, learner, replay = device_check.setup("simple_spread", 64, device, 1024)
+    stepper, generator = device_check.Stepper(env), torch.Generator().manual_seed(0)
+    for _ in range(4):
+        obs, actions = stepper.obs, device_check.random_actions(env, generator)
+        next_obs, rewards, terminated, _ = stepper.step(actions)
+        replay.add(obs, actions, rewards, next_obs, terminated)
+    obs = stepper.obs
+    start = device_check.policy_outputs(learner, obs)
+    for now, averaged in zip(start, device_check.policy_outputs(learner, obs, averaged=True), strict=True):
+        torch.testing.assert_close(averaged, now)
+    learner.update(replay.sample(256))
+    moved = device_check.policy_outputs(learner, obs)
+    averaged = device_check.policy_outputs(learner, obs, averaged=True)
+    for s, m, a in zip(start, moved, averaged, strict=True):
+        assert (m - s).abs().max() > 0
+        assert (a - s).abs().max() < 0.05 * (m - s).abs().max()

@@ -69,6 +69,9 @@ class World:
     damping = 0.25
     contact_force = 1e2
     contact_margin = 1e-3
+    # mpe2 moves the position before it updates the velocity (PettingZoo #962); True restores the
+    # original MPE's order, for studies only: mpe2 is the reference, and the default.
+    velocity_first = False
 
     def __init__(
         self,
@@ -245,14 +248,16 @@ class World:
         return torch.where(self._contact[..., None], force, 0.0).sum(2)
 
     def integrate(self, force: torch.Tensor) -> None:
-        """``World.integrate_state``: position from the old velocity first, then damping, force, speed cap."""
+        """``World.integrate_state``: position from the old velocity first, then damping, force, speed cap.
+        With ``velocity_first``, the original MPE's order (openai/multiagent-particle-envs, the
+        paper's): the new velocity moves the position in the same step."""
         pos = self.agent_pos
-        new_pos = pos + self.vel * self.dt
         vel = self.vel * (1 - self.damping)
         vel = vel + force * self.dt  # force / mass, and every mass is 1.0
         speed = norm(vel)[..., None]
         max_speed = self.max_speed[:, None]
         vel = torch.where(speed > max_speed, vel / speed * max_speed, vel)
+        new_pos = pos + (vel if self.velocity_first else self.vel) * self.dt
         movable = self.movable[:, None]
         self.pos[:, : self.num_agents] = torch.where(movable, new_pos, pos)
         self.vel = torch.where(movable, vel, self.vel)
