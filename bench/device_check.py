@@ -265,17 +265,23 @@ def policy_outputs(
     return [out[a] for a in learner.agents]
 
 
+def fill_with_random_steps(
+    stepper: Stepper, replay: DeviceReplay, generator: torch.Generator, steps: int
+) -> None:
+    """``steps`` steps of every env with uniform random actions, each stored in ``replay``."""
+    for _ in range(steps):
+        obs, actions = stepper.obs, random_actions(stepper.env, generator)
+        next_obs, rewards, terminated, _ = stepper.step(actions)
+        replay.add(obs, actions, rewards, next_obs, terminated)
+
+
 def learner_rates(device: Device, batch: int, seconds: float) -> dict[str, float]:
     """Fused updates/s at ``batch`` for 3, 6 and 12 agents, on random-action transitions."""
     rates = {}
     for agents, (scenario, options) in LEARNERS.items():
         env, learner, replay = setup(scenario, 1024, device, 16 * 1024, **options)
-        stepper = Stepper(env)
         generator = torch.Generator(device=device.torch).manual_seed(SEED)
-        for _ in range(16):
-            obs, actions = stepper.obs, random_actions(env, generator)
-            next_obs, rewards, terminated, _ = stepper.step(actions)
-            replay.add(obs, actions, rewards, next_obs, terminated)
+        fill_with_random_steps(Stepper(env), replay, generator, 16)
         assert len(env.agents) == agents, (scenario, env.agents)
 
         def update(learner=learner, replay=replay):

@@ -28,6 +28,14 @@ def imported_top_level(importtime_stderr: str) -> set[str]:
     return names
 
 
+def load_device_check():
+    """The script as a module (bench/ is no package)."""
+    spec = importlib.util.spec_from_file_location("device_check", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("device_check") / "figures.json"
@@ -89,9 +97,7 @@ def test_the_quick_run_reports_every_figure(quick_run):
 
 
 def test_the_device_replay_wraps_around_and_samples_the_learners_layout():
-    spec = importlib.util.spec_from_file_location("device_check", SCRIPT)
-    device_check = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(device_check)
+    device_check = load_device_check()
     replay = device_check.DeviceReplay(5, [2, 1], [3, 3], device_check.Device("cpu"))
 
     def rows(start, n):
@@ -115,16 +121,11 @@ def test_the_device_replay_wraps_around_and_samples_the_learners_layout():
 def test_policy_outputs_averaged_come_from_the_target_actors():
     """``averaged`` reads the target actors: equal to the actors at the start, and after one
     update (tau 0.01) still near the start while the actors have moved."""
-    spec = importlib.util.spec_from_file_location("device_check", SCRIPT)
-    device_check = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(device_check)
+    device_check = load_device_check()
     device = device_check.Device("cpu")
     env, learner, replay = device_check.setup("simple_spread", 64, device, 1024)
-    stepper, generator = device_check.Stepper(env), torch.Generator().manual_seed(0)
-    for _ in range(4):
-        obs, actions = stepper.obs, device_check.random_actions(env, generator)
-        next_obs, rewards, terminated, _ = stepper.step(actions)
-        replay.add(obs, actions, rewards, next_obs, terminated)
+    stepper = device_check.Stepper(env)
+    device_check.fill_with_random_steps(stepper, replay, torch.Generator().manual_seed(0), 4)
     obs = stepper.obs
     start = device_check.policy_outputs(learner, obs)
     for now, averaged in zip(start, device_check.policy_outputs(learner, obs, averaged=True), strict=True):
