@@ -18,6 +18,7 @@ ARTIFACTS = ROOT / "tests" / "artifacts"
 VALUES = [ROOT / "values" / "cpu-only.yaml"]
 # A few iterations of simple_spread: small enough for 2 cores, large enough to learn and checkpoint.
 # One iteration is 2,500 env steps (MADDPGConfig.min_sample_timesteps_per_iteration).
+ITERATION_ENV_STEPS = 2500
 TINY_EXPERIMENT = {
     "name": "cluster-e2e",
     "scenario": "simple_spread",
@@ -31,7 +32,7 @@ TINY_EXPERIMENT = {
     # Sampling inside the trial's own actor: a remote env runner is one more process to start
     # (about 10 s here) for each trial; the worker-fault run asks for two.
     "resources": {"num_env_runners": 0, "num_envs_per_env_runner": 4, "num_gpus_per_learner": 0},
-    "stop": {"env_steps": 7500},
+    "stop": {"env_steps": 3 * ITERATION_ENV_STEPS},
     "checkpoint": {"every_iterations": 1, "keep": 2},
     "seed": 0,
 }

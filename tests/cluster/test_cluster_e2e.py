@@ -14,10 +14,10 @@ import time
 import pytest
 from cluster_support import (
     ARTIFACTS,
+    ITERATION_ENV_STEPS,
     checkpoints,
     job_of,
     pod_of_node,
-    ray_api,
     ray_auth_header,
     ray_nodes_alive,
     render_experiment,
@@ -35,6 +35,8 @@ from support.http import http_get
 pytestmark = pytest.mark.e2e
 
 RESTARTS = "num_remote_worker_restarts"
+# The interrupted trial is long enough that its driver dies mid-run on a fast machine too.
+RESUME_STOP_ITERATIONS = 5
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +162,11 @@ def test_the_dead_worker_restarts_and_rejoins_the_cluster(worker_fault, cluster)
 @pytest.fixture(scope="module")
 def driver_fault(cluster, results, worker_fault):
     """Two trials one after the other; the driver dies during the second and is resubmitted."""
-    experiment = {"name": "cluster-resume", "tune": {"seeds": [0, 1], "max_concurrent_trials": 1}}
+    experiment = {
+        "name": "cluster-resume",
+        "tune": {"seeds": [0, 1], "max_concurrent_trials": 1},
+        "stop": {"env_steps": RESUME_STOP_ITERATIONS * ITERATION_ENV_STEPS},
+    }
     cluster.upgrade(render_experiment(3, **experiment))
     job = cluster.start_job(job_of(cluster.objects))
     cluster.wait(
@@ -176,11 +182,13 @@ def driver_fault(cluster, results, worker_fault):
     cluster.wait(
         lambda: state_saved_since(results, "cluster-resume", seen), 60, "Tune's state to record it", 0.2
     )
-    # The Job pod dies with `ray job submit`; the driver itself runs on the head, so stop it too.
-    cluster.kill_pod(job.pod)
+    # The driver runs on the head: kill it at once (as the OOM killer would), and the Job pod
+    # with it. A graceful stop lets the trial run on for seconds, long enough to finish it.
     (submission,) = running_job_ids(cluster)
-    ray_api(cluster, f"/api/jobs/{submission}/stop", method="POST")
-    cluster.wait(lambda: submission not in running_job_ids(cluster), 120, "the Ray job to stop")
+    (head,) = cluster.pods_of("head")
+    assert cluster.kill_process(head, "ray-maddpg train"), "no driver process on the head"
+    cluster.kill_pod(job.pod)
+    cluster.wait(lambda: submission not in running_job_ids(cluster), 120, "Ray to see the driver gone")
     first, second = trial_dirs(results, "cluster-resume")
     before = {"first": trial_results(first), "second": trial_results(second)}
     cluster.upgrade(render_experiment(4, train_args=["--resume"], **experiment))
@@ -195,11 +203,14 @@ def test_resubmitting_with_resume_after_the_driver_died_exits_zero(driver_fault)
 
 def test_resume_continues_the_interrupted_trial_from_its_last_checkpoint(driver_fault, results):
     _, before = driver_fault
+    interrupted_at = before["second"][-1]["training_iteration"]
+    assert interrupted_at < RESUME_STOP_ITERATIONS, "the driver died only after the trial had finished"
     _, second = trial_dirs(results, "cluster-resume")
     iterations = [r["training_iteration"] for r in trial_results(second)]
     assert iterations.count(1) == 1, f"the trial started over: iterations {iterations}"
-    assert iterations[-1] > before["second"][-1]["training_iteration"]
-    assert trial_results(second)[-1]["env_runners"]["num_env_steps_sampled_lifetime"] >= 7500
+    assert iterations[-1] == RESUME_STOP_ITERATIONS, f"iterations {iterations}"
+    steps = trial_results(second)[-1]["env_runners"]["num_env_steps_sampled_lifetime"]
+    assert steps >= RESUME_STOP_ITERATIONS * ITERATION_ENV_STEPS
 
 
 def test_resume_keeps_the_finished_trial_as_it_was(driver_fault, results):
