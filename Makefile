@@ -11,6 +11,9 @@ CHECKOV := $(VENV)/checkov/bin/checkov
 RESULTS ?= results
 EXPERIMENT ?= trainer/ray_maddpg/presets/quick.yaml
 PYTEST_ARGS ?=
+# Test files run in this many pytest processes, each file whole in one (its module fixtures,
+# such as the cluster, are built once). The e2e files mostly wait, so 2 suit a 2-core machine.
+TEST_WORKERS ?= 2
 
 .PHONY: install train test chromium bench reproduce lint chart-lint image lock clean
 
@@ -33,7 +36,7 @@ train: $(STAMP)
 # PYTHONFAULTHANDLER: a crash, also one at interpreter exit after the summary (seen once on
 # 2026-12-01, exit 139 after 667 passed), prints every thread's stack instead of a bare signal.
 test: $(STAMP) $(CHECKOV) chromium
-	PYTHONFAULTHANDLER=1 CHECKOV=$(CHECKOV) $(BIN)/python -m pytest $(PYTEST_ARGS)
+	PYTHONFAULTHANDLER=1 CHECKOV=$(CHECKOV) $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The cluster test screenshots TensorBoard and JupyterLab with Debian's headless Chromium (not a pip
 # package). Installed once with apt (CI runs as root); a second call finds it and does nothing.
