@@ -1,20 +1,24 @@
 """Reproduce the MADDPG paper's comparisons on mpe2, and write summaries, tables and plots.
 
-Each (scenario, variant) is one `ray-maddpg train` of the scenario's paper experiment file,
-with the variant's critic settings and the seeds as a Tune grid. Then every seed's final
-checkpoint is evaluated greedily and, as openai/maddpg's benchmark runs do, with the actions
-sampled as in training (`ray-maddpg evaluate [--sampled]`'s code, fixed seeds), the
-learning curves are read from each trial's progress.csv, and the script writes:
+Each (scenario, variant, seed) is one `ray-maddpg train` of the scenario's paper experiment
+file with the variant's critic settings; `--jobs` of them run side by side, each on its own
+embedded Ray. As each trial ends, its final checkpoint is evaluated greedily and, as
+openai/maddpg's benchmark runs do, with the actions sampled as in training (`ray-maddpg
+evaluate [--sampled]`'s code, fixed seeds), its learning curve is read from progress.csv, and
+it is saved at once. The script writes:
 
 - bench/results/reproduce/<scenario>.json: per variant and seed, the evaluation summary,
-  wall time, steps/s and the learning curve;
+  wall time, steps/s, commit and the learning curve. A new trial replaces the saved one of
+  the same variant and seed and keeps the others, so a scenario can be run in parts;
 - docs/img/reproduce-<scenario>.png: mean and spread (min..max) over seeds of the curves;
 - bench/results/reproduce/summary.md: the tables and the paper's claims, checked.
 
-Long: the paper's budget is 1.5M env steps per trial. `--steps` shortens every run.
+Long: the paper's budget is 1.5M env steps per trial, 27 trials in all. `--steps` shortens
+every run.
 
     .venv/bin/python bench/reproduce.py                       # everything, paper budget
     .venv/bin/python bench/reproduce.py --steps 300000 --only simple_spread
+    .venv/bin/python bench/reproduce.py --only simple_tag --seeds 2   # add a seed
     .venv/bin/python bench/reproduce.py --report-only         # redo tables/plots from saved JSON
     .venv/bin/python bench/reproduce.py --reevaluate          # evaluate saved checkpoints again
 """
@@ -29,7 +33,9 @@ import os
 import shlex
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -77,33 +83,46 @@ def slug(text: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
 
 
-def train(scenario: str, variant: str, overrides: dict, args: argparse.Namespace) -> tuple[Path, float]:
-    """One `ray-maddpg train` of the variant; returns its run dir and wall time."""
-    file, _ = STUDY[scenario]
-    name = f"repro-{slug(scenario)}-{slug(variant)}"
+def train(scenario: str, variant: str, seed: int, args: argparse.Namespace) -> tuple[Path, float]:
+    """One `ray-maddpg train` of one seed of the variant; returns its trial dir and wall time.
+    With `--jobs` above 1 its output goes to a log beside the run, since trials overlap."""
+    file, variants = STUDY[scenario]
+    name = f"repro-{slug(scenario)}-{slug(variant)}-seed{seed}"
     sets = {
         "name": name,
-        "tune.seeds": args.seeds,
-        "tune.max_concurrent_trials": args.jobs,
+        "tune.seeds": [seed],
+        "tune.max_concurrent_trials": 1,
         # One CPU per trial (sampling in the trial's process), so `--jobs` trials run side by side.
         "resources.num_env_runners": 0,
         "evaluation.every_iterations": 0,
         "checkpoint.every_iterations": 100,
-        **{f"algorithm.{k}": v for k, v in overrides.items()},
+        **{f"algorithm.{k}": v for k, v in variants[variant].items()},
     }
     if args.steps:
         sets["stop.env_steps"] = args.steps
     command = [str(Path(sys.executable).parent / "ray-maddpg"), "train", "--config", str(EXPERIMENTS / file)]
     command += [a for k, v in sets.items() for a in ("--set", f"{k}={json.dumps(v)}")]
     command += ["--results-dir", str(args.results_dir)]
-    print(f"\n=== {scenario}: {variant}\n$ {shlex.join(command)}", flush=True)
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    log = args.results_dir / f"{name}.log"
+    print(f"start  {scenario} / {variant} / seed {seed}\n  $ {shlex.join(command)}", flush=True)
+    if args.jobs > 1:
+        print(f"  log: {log}", flush=True)
     start = time.perf_counter()
-    done = subprocess.run(command, cwd=ROOT)
+    if args.jobs > 1:
+        with log.open("w") as out:
+            done = subprocess.run(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    else:
+        done = subprocess.run(command, cwd=ROOT)
     wall = time.perf_counter() - start
     if done.returncode != 0:
-        sys.exit(f"reproduce: `ray-maddpg train` for {scenario} / {variant} exited {done.returncode}")
-    runs = sorted(args.results_dir.glob(f"{name}_*/"))
-    return runs[-1], wall
+        where = f"; its output is in {log}" if args.jobs > 1 else ""
+        raise RuntimeError(
+            f"`ray-maddpg train` for {scenario} / {variant} / seed {seed} exited {done.returncode}{where}"
+        )
+    run_dir = sorted(args.results_dir.glob(f"{name}_*/"))[-1]
+    (trial,) = [p for p in run_dir.iterdir() if (p / "progress.csv").exists()]
+    return trial, wall
 
 
 def read_curve(progress: Path) -> tuple[dict[str, list[float]], float]:
@@ -140,26 +159,25 @@ def reevaluate(scenario: str) -> None:
     path.write_text(json.dumps(meta, indent=1) + "\n")
 
 
-def summarize_run(run_dir: Path, wall: float) -> list[dict]:
-    trials = []
-    for trial in sorted(p for p in run_dir.iterdir() if (p / "progress.csv").exists()):
-        seed = json.loads((trial / "params.json").read_text())["seed"]
-        curve, seconds = read_curve(trial / "progress.csv")
-        trials.append(
-            {
-                "seed": seed,
-                "trial_dir": str(trial.relative_to(ROOT) if trial.is_relative_to(ROOT) else trial),
-                "env_steps": curve["env_steps"][-1],
-                "trial_time_s": seconds,
-                "steps_per_s": curve["env_steps"][-1] / seconds,
-                **evaluations(trial),
-                "curve": {k: v[:: max(1, len(v) // 200)] for k, v in curve.items()},
-            }
-        )
-        print(f"  seed {seed}: eval return {trials[-1]['evaluation']['return']['mean']:.2f}", flush=True)
-    for t in trials:
-        t["experiment_wall_s"] = wall
-    return trials
+def summarize_trial(trial: Path, wall: float) -> dict:
+    seed = json.loads((trial / "params.json").read_text())["seed"]
+    curve, seconds = read_curve(trial / "progress.csv")
+    return {
+        "seed": seed,
+        "trial_dir": str(trial.relative_to(ROOT) if trial.is_relative_to(ROOT) else trial),
+        "env_steps": curve["env_steps"][-1],
+        "trial_time_s": seconds,
+        "steps_per_s": curve["env_steps"][-1] / seconds,
+        "experiment_wall_s": wall,
+        "git_commit": git_commit(),
+        **evaluations(trial),
+        "curve": {k: v[:: max(1, len(v) // 200)] for k, v in curve.items()},
+    }
+
+
+def git_commit() -> str:
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return done.stdout.strip() or "unknown"
 
 
 def mean_metric(trials: list[dict], key: str) -> tuple[float, float]:
@@ -304,7 +322,9 @@ def report(results: dict[str, dict[str, list[dict]]]) -> str:
         columns = COLUMNS[scenario]
         lines += [f"### {scenario}", "", f"![{scenario}](img/reproduce-{scenario}.png)", ""]
         lines.append(
-            "| variant | seeds | env steps | " + " | ".join(c for c, _ in columns) + " | steps/s | wall |"
+            "| variant | seeds | env steps | "
+            + " | ".join(c for c, _ in columns)
+            + " | steps/s | trial time |"
         )
         lines.append("|---" * (len(columns) + 5) + "|")
         for variant, trials in variants.items():
@@ -313,13 +333,13 @@ def report(results: dict[str, dict[str, list[dict]]]) -> str:
                 for mean, std in (mean_metric(trials, k) for _, k in columns)
             ]
             rate = np.mean([t["steps_per_s"] for t in trials])
-            wall = trials[0]["experiment_wall_s"]
+            minutes = np.mean([t["trial_time_s"] for t in trials]) / 60
             steps = int(min(t["env_steps"] for t in trials))
             seeds = ",".join(str(t["seed"]) for t in trials)
             lines.append(
                 f"| {variant} | {seeds} | {steps:,} | "
                 + " | ".join(cells)
-                + f" | {rate:,.0f} | {wall / 60:.0f} min |"
+                + f" | {rate:,.0f} | {minutes:.1f} min |"
             )
         lines.append("")
     rows = claims(results)
@@ -330,33 +350,101 @@ def report(results: dict[str, dict[str, list[dict]]]) -> str:
     return "\n".join(lines)
 
 
+def save_trial(scenario: str, variant: str, trial: dict) -> None:
+    """Put one trial into the scenario's JSON, replacing a saved trial of the same variant and
+    seed and keeping the rest, so a scenario can be run in parts (say one seed at a time)."""
+    path = OUT / f"{scenario}.json"
+    saved = json.loads(path.read_text())["variants"] if path.exists() else {}
+    trials = [t for t in saved.get(variant, []) if t["seed"] != trial["seed"]] + [trial]
+    saved[variant] = sorted(trials, key=lambda t: t["seed"])
+    ordered = {v: saved[v] for v in STUDY[scenario][1] if v in saved}
+    meta = {"command": " ".join(sys.argv), "cpu_count": os.cpu_count(), "variants": ordered}
+    path.write_text(json.dumps(meta, indent=1) + "\n")
+
+
+def run_trials(tasks: list[tuple[str, str, int]], args: argparse.Namespace) -> list[str]:
+    """Train every (scenario, variant, seed), `--jobs` at a time, and save each as it ends
+    (evaluated one at a time, in this process). Returns what failed."""
+    saving = threading.Lock()
+    failed, finished = [], []
+
+    def one(task: tuple[str, str, int]) -> None:
+        scenario, variant, seed = task
+        trial, wall = train(scenario, variant, seed, args)
+        with saving:
+            summary = summarize_trial(trial, wall)
+            save_trial(scenario, variant, summary)
+            finished.append(task)
+            print(
+                f"done   {scenario} / {variant} / seed {seed} in {wall / 60:.1f} min "
+                f"({len(finished)}/{len(tasks)}): greedy return {summary['evaluation']['return']['mean']:.2f}",
+                flush=True,
+            )
+
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        futures = {pool.submit(one, task): task for task in tasks}
+        try:
+            for future in as_completed(futures):
+                if future.exception() is not None:
+                    failed.append(f"{' / '.join(map(str, futures[future]))}: {future.exception()}")
+                    print(f"failed {failed[-1]}", flush=True)
+        except KeyboardInterrupt:
+            pool.shutdown(cancel_futures=True)
+            raise
+    return failed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=sorted(STUDY), help="scenarios to run (default: all)")
+    parser.add_argument(
+        "--variants", nargs="+", metavar="VARIANT", help="variants to run, by name or slug (default: all)"
+    )
     parser.add_argument("--steps", type=int, help="env steps per trial (default: the paper's 1.5M)")
     parser.add_argument(
-        "--seeds", type=int, nargs="+", default=[0, 1], help="seeds per variant (default: 0 1)"
+        "--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds per variant (default: 0 1 2)"
     )
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="trials side by side")
     parser.add_argument("--results-dir", type=Path, default=ROOT / "results" / "reproduce")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="where the JSON, summary.md and plots go (default: bench/results/reproduce and docs/img)",
+    )
     parser.add_argument("--report-only", action="store_true", help="only rebuild tables and plots")
     parser.add_argument(
         "--reevaluate", action="store_true", help="evaluate the saved trials' checkpoints again, then report"
     )
     args = parser.parse_args()
     args.results_dir = args.results_dir.resolve()
+    if args.out:
+        global OUT, PLOTS
+        OUT = PLOTS = args.out.resolve()
+    scenarios = args.only or list(STUDY)
+    known = {name: name for s in scenarios for name in STUDY[s][1]}
+    known |= {slug(name): name for name in list(known)}
+    unknown = [v for v in args.variants or [] if v not in known]
+    if unknown:
+        choices = ", ".join(sorted({repr(slug(n)) for n in known.values()}))
+        parser.error(f"--variants: unknown {', '.join(map(repr, unknown))}; the scenarios run have {choices}")
+    chosen = {known[v] for v in args.variants} if args.variants else set(known.values())
 
     OUT.mkdir(parents=True, exist_ok=True)
     if args.reevaluate:
         for scenario in args.only or [s for s in STUDY if (OUT / f"{s}.json").exists()]:
             reevaluate(scenario)
-    for scenario in [] if args.report_only or args.reevaluate else args.only or list(STUDY):
-        saved = {}
-        for variant, overrides in STUDY[scenario][1].items():
-            run_dir, wall = train(scenario, variant, overrides, args)
-            saved[variant] = summarize_run(run_dir, wall)
-            meta = {"command": " ".join(sys.argv), "cpu_count": os.cpu_count(), "variants": saved}
-            (OUT / f"{scenario}.json").write_text(json.dumps(meta, indent=1) + "\n")
+    elif not args.report_only:
+        tasks = [
+            (scenario, variant, seed)
+            for scenario in scenarios
+            for variant in STUDY[scenario][1]
+            if variant in chosen
+            for seed in args.seeds
+        ]
+        print(f"reproduce: {len(tasks)} trials, {args.jobs} at a time; each is saved as it ends", flush=True)
+        failed = run_trials(tasks, args)
+        if failed:
+            sys.exit("reproduce: these trials failed (the others are saved):\n  " + "\n  ".join(failed))
 
     results = {}
     for scenario in STUDY:

@@ -1,6 +1,7 @@
 """The benchmark scripts' own logic: runner counts, the speaker's code, and the reproduction's
 tables and claims."""
 
+import json
 import math
 import sys
 from pathlib import Path
@@ -30,7 +31,8 @@ def trial(seed: int, metrics: dict, teams: dict | None = None, ret: float = -50.
         "seed": seed,
         "env_steps": 1000.0,
         "steps_per_s": 500.0,
-        "experiment_wall_s": 120.0,
+        "trial_time_s": 120.0,
+        "experiment_wall_s": 125.0,
         "evaluation": {
             "return": mean(ret),
             "teams": {k: mean(v) for k, v in (teams or {}).items()},
@@ -114,3 +116,26 @@ def test_report_has_a_row_per_variant_with_the_mean_over_seeds():
     (row,) = [line for line in table.splitlines() if line.startswith("| MADDPG")]
     assert "| 0,1 | 1,000 |" in row
     assert "0.300 ± 0.100" in row and "2.000 ± 1.000" in row
+
+
+def test_a_trial_saved_later_replaces_its_own_seed_and_keeps_the_others(tmp_path, monkeypatch):
+    monkeypatch.setattr(reproduce, "OUT", tmp_path)
+    metrics = {"landmark_distance": 0.5, "collisions": 1.0, "landmarks_occupied": 1.0}
+    for seed in (1, 0):
+        reproduce.save_trial("simple_spread", "DDPG", trial(seed, metrics))
+    reproduce.save_trial("simple_spread", "MADDPG", trial(2, metrics))
+    rerun = trial(1, {**metrics, "collisions": 0.25})
+    reproduce.save_trial("simple_spread", "DDPG", rerun)
+    saved = json.loads((tmp_path / "simple_spread.json").read_text())["variants"]
+    assert list(saved) == ["MADDPG", "DDPG"]  # the study's order, whatever order trials end in
+    assert [t["seed"] for t in saved["DDPG"]] == [0, 1]
+    assert saved["DDPG"][1]["evaluation"]["metrics"]["collisions"]["mean"] == 0.25
+
+
+def test_an_unknown_variant_is_refused_with_the_names_allowed(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["reproduce.py", "--only", "simple_tag", "--variants", "MADDPG"])
+    with pytest.raises(SystemExit):
+        reproduce.main()
+    message = capsys.readouterr().err
+    assert "--variants: unknown 'MADDPG'" in message
+    assert "'maddpg-predators-vs-ddpg-prey'" in message and "'ddpg-predators-vs-maddpg-prey'" in message
