@@ -35,6 +35,7 @@ METRICS = {
     "simple_adversary": [
         ("good_success", "good agents' success"),
         ("adversary_success", "adversary's success"),
+        ("landmarks_covered", "both landmarks covered by good agents"),
     ],
 }
 

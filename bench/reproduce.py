@@ -251,6 +251,7 @@ COLUMNS = {
     "simple_adversary": [
         ("good success", "good_success"),
         ("adversary success", "adversary_success"),
+        ("landmarks covered", "landmarks_covered"),
         ("agent team return", "team/agent"),
         ("adversary return", "team/adversary"),
     ],

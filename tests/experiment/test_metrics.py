@@ -69,7 +69,15 @@ def adversary_world(adversary_at, good_at):
 
 def test_adversary_good_agents_succeed_when_any_good_agent_is_near_the_goal_at_the_end():
     result = run("simple_adversary", adversary_world((2, 2), [(0.1, 0), (1, 1)]))  # 0.1 < 2 * 0.08
-    assert result == {"good_success": 1.0, "adversary_success": 0.0}
+    assert result == {"good_success": 1.0, "adversary_success": 0.0, "landmarks_covered": 1.0}
+
+
+def test_adversary_landmarks_covered_needs_a_good_agent_on_every_landmark_at_the_end():
+    split = adversary_world((2, 2), [(0.1, 0), (1, 1.1)])  # goal and decoy each have one
+    both_on_goal = adversary_world((2, 2), [(0.1, 0), (0, 0.1)])
+    assert run("simple_adversary", split)["landmarks_covered"] == 1.0
+    assert run("simple_adversary", both_on_goal)["landmarks_covered"] == 0.0
+    assert run("simple_adversary", split, both_on_goal)["landmarks_covered"] == 0.0
 
 
 def test_adversary_succeeds_when_it_is_near_the_goal_at_the_end():

@@ -9,7 +9,9 @@ metrics (``result``). Definitions (paper, appendix / openai/maddpg ``benchmark_d
   many landmarks have an agent within 0.1 at the last step.
 - simple_adversary: a side succeeds when, at the last step, it is within ``2 * goal.size``
   of the goal landmark (mpe2's own success radius for this scenario): ``good_success`` if
-  any good agent is, ``adversary_success`` if the adversary is.
+  any good agent is, ``adversary_success`` if the adversary is. ``landmarks_covered`` is 1 when
+  every landmark (goal and decoys) has a good agent within that radius at the last step: the
+  paper's deception, where the good agents split so the adversary cannot tell the goal.
 - simple_tag: ``touches`` counts (predator, prey) pairs in contact, summed over steps.
 - simple: ``final_distance`` is the agent-landmark distance at the last step;
   ``on_landmark`` is 1 when that is below 0.1 (the issue's test of single-agent navigation).
@@ -80,18 +82,24 @@ class AdversaryMetrics(EpisodeMetrics):
     def __init__(self) -> None:
         self.good_success = False
         self.adversary_success = False
+        self.landmarks_covered = False
 
     def observe(self, world: Any) -> None:
         def near_goal(agent: Any) -> bool:
             return _distance(agent, agent.goal_a) < 2 * agent.goal_a.size
 
-        self.good_success = any(near_goal(a) for a in world.agents if not a.adversary)
+        good = [a for a in world.agents if not a.adversary]
+        self.good_success = any(near_goal(a) for a in good)
         self.adversary_success = any(near_goal(a) for a in world.agents if a.adversary)
+        self.landmarks_covered = all(
+            any(_distance(a, lm) < 2 * lm.size for a in good) for lm in world.landmarks
+        )
 
     def result(self) -> dict[str, float]:
         return {
             "good_success": float(self.good_success),
             "adversary_success": float(self.adversary_success),
+            "landmarks_covered": float(self.landmarks_covered),
         }
 
 
