@@ -37,6 +37,9 @@ pytestmark = pytest.mark.e2e
 RESTARTS = "num_remote_worker_restarts"
 # The interrupted trial is long enough that its driver dies mid-run on a fast machine too.
 RESUME_STOP_ITERATIONS = 5
+# The worker-fault run's iterations take about a second each, and finding and killing the
+# raylet can take several on a loaded machine: enough iterations that it dies mid-run.
+WORKER_FAULT_STOP_ITERATIONS = 20
 
 
 @pytest.fixture(scope="module")
@@ -121,12 +124,13 @@ def env_runner_only_worker(cluster: Cluster) -> tuple[str, object]:
 
 @pytest.fixture(scope="module")
 def worker_fault(cluster, results, trained):
-    """A run with 2 env runners, whose runner-only worker loses its raylet after the 1st checkpoint."""
+    """A run with 2 env runners, whose runner-only worker loses its raylet after the 1st checkpoint.
+    Returns the job, the killed pod and how many iterations the trial had reported by then."""
     cluster.upgrade(
         render_experiment(
             2,
             name="cluster-worker-fault",
-            stop={"env_steps": 15000},
+            stop={"env_steps": WORKER_FAULT_STOP_ITERATIONS * ITERATION_ENV_STEPS},
             resources={"num_env_runners": 2, "num_envs_per_env_runner": 4, "num_gpus_per_learner": 0},
         )
     )
@@ -134,24 +138,29 @@ def worker_fault(cluster, results, trained):
     cluster.wait(lambda: checkpoints(results, "cluster-worker-fault"), 400, "the first checkpoint", 0.5)
     node, victim = env_runner_only_worker(cluster)
     assert cluster.kill_process(victim, "raylet", signal.SIGKILL), f"no raylet found in {victim.name}"
+    killed_at = max((len(trial_results(t)) for t in trial_dirs(results, "cluster-worker-fault")), default=0)
     job.process.wait(timeout=600)
-    return job, victim
+    return job, victim, killed_at
 
 
 def test_training_finishes_after_a_worker_raylet_dies_mid_run(worker_fault, results):
-    job, _ = worker_fault
+    job, _, killed_at = worker_fault
     assert job.process.returncode == 0, job.output()[-6000:]
+    assert killed_at < WORKER_FAULT_STOP_ITERATIONS, "the raylet died only after the trial had finished"
     (trial,) = trial_dirs(results, "cluster-worker-fault")
-    assert trial_results(trial)[-1]["env_runners"]["num_env_steps_sampled_lifetime"] >= 15000
+    steps = trial_results(trial)[-1]["env_runners"]["num_env_steps_sampled_lifetime"]
+    assert steps >= WORKER_FAULT_STOP_ITERATIONS * ITERATION_ENV_STEPS
 
 
 def test_the_run_reports_the_env_runner_restart(worker_fault, results):
+    _, _, killed_at = worker_fault
+    assert killed_at < WORKER_FAULT_STOP_ITERATIONS, "the raylet died only after the trial had finished"
     (trial,) = trial_dirs(results, "cluster-worker-fault")
     assert trial_results(trial)[-1]["fault_tolerance"][RESTARTS] >= 1
 
 
 def test_the_dead_worker_restarts_and_rejoins_the_cluster(worker_fault, cluster):
-    _, victim = worker_fault
+    _, victim, _ = worker_fault
     assert victim.container("ray-worker").restarts >= 1
     cluster.wait(lambda: ray_nodes_alive(cluster) == 3, 180, "the restarted worker to rejoin", 3)
 
