@@ -431,6 +431,7 @@ def main() -> None:
     chosen = {known[v] for v in args.variants} if args.variants else set(known.values())
 
     OUT.mkdir(parents=True, exist_ok=True)
+    failed: list[str] = []
     if args.reevaluate:
         for scenario in args.only or [s for s in STUDY if (OUT / f"{s}.json").exists()]:
             reevaluate(scenario)
@@ -442,10 +443,11 @@ def main() -> None:
             if variant in chosen
             for seed in args.seeds
         ]
-        print(f"reproduce: {len(tasks)} trials, {args.jobs} at a time; each is saved as it ends", flush=True)
+        print(
+            f"reproduce: {len(tasks)} trial{'s' * (len(tasks) != 1)}, {args.jobs} at a time; each is saved as it ends",
+            flush=True,
+        )
         failed = run_trials(tasks, args)
-        if failed:
-            sys.exit("reproduce: these trials failed (the others are saved):\n  " + "\n  ".join(failed))
 
     results = {}
     for scenario in STUDY:
@@ -456,6 +458,8 @@ def main() -> None:
     summary = report(results)
     (OUT / "summary.md").write_text(summary)
     print(summary)
+    if failed:  # after the report, which has every trial that did finish
+        sys.exit("reproduce: these trials failed (the others are saved):\n  " + "\n  ".join(failed))
 
 
 if __name__ == "__main__":
