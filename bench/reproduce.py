@@ -159,7 +159,7 @@ def reevaluate(scenario: str) -> None:
     path.write_text(json.dumps(meta, indent=1) + "\n")
 
 
-def summarize_trial(trial: Path, wall: float) -> dict:
+def summarize_trial(trial: Path, wall: float, commit: str) -> dict:
     seed = json.loads((trial / "params.json").read_text())["seed"]
     curve, seconds = read_curve(trial / "progress.csv")
     return {
@@ -169,7 +169,7 @@ def summarize_trial(trial: Path, wall: float) -> dict:
         "trial_time_s": seconds,
         "steps_per_s": curve["env_steps"][-1] / seconds,
         "experiment_wall_s": wall,
-        "git_commit": git_commit(),
+        "git_commit": commit,  # the checkout the trial started from
         **evaluations(trial),
         "curve": {k: v[:: max(1, len(v) // 200)] for k, v in curve.items()},
     }
@@ -371,9 +371,10 @@ def run_trials(tasks: list[tuple[str, str, int]], args: argparse.Namespace) -> l
 
     def one(task: tuple[str, str, int]) -> None:
         scenario, variant, seed = task
+        commit = git_commit()
         trial, wall = train(scenario, variant, seed, args)
         with saving:
-            summary = summarize_trial(trial, wall)
+            summary = summarize_trial(trial, wall, commit)
             save_trial(scenario, variant, summary)
             finished.append(task)
             print(
