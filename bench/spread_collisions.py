@@ -24,11 +24,11 @@ import numpy as np
 
 from ray_maddpg.envs.mpe import make_env
 from ray_maddpg.experiment.evaluate import load_checked_policy
+from ray_maddpg.experiment.metrics import OCCUPIED_RADIUS, _touching
 
 ROOT = Path(__file__).resolve().parent.parent
 SAVED = ROOT / "bench" / "results" / "reproduce" / "simple_spread.json"
 TRANSIT_STEPS = 10
-PARKED_RADIUS = 0.1  # the occupancy radius of `landmarks_occupied`
 
 
 def rollouts(trial: Path, episodes: int, seed: int) -> dict[str, float]:
@@ -53,10 +53,10 @@ def rollouts(trial: Path, episodes: int, seed: int) -> dict[str, float]:
                 step += 1
                 positions = np.array([a.state.p_pos for a in world.agents])
                 on_landmark = (
-                    np.linalg.norm(positions[:, None] - landmarks[None], axis=-1).min(1) < PARKED_RADIUS
+                    np.linalg.norm(positions[:, None] - landmarks[None], axis=-1).min(1) < OCCUPIED_RADIUS
                 )
                 for i, j in itertools.combinations(range(len(positions)), 2):
-                    if np.linalg.norm(positions[i] - positions[j]) < 2 * agent_size:
+                    if _touching(world.agents[i], world.agents[j]):  # as `collisions` counts it
                         total += 1
                         transit += step <= TRANSIT_STEPS
                         parked += bool(on_landmark[i] and on_landmark[j])
