@@ -19,59 +19,59 @@ import argparse
 import itertools
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ray_maddpg.envs.mpe import make_env
-from ray_maddpg.experiment.evaluate import load_checked_policy
-from ray_maddpg.experiment.metrics import OCCUPIED_RADIUS, _touching
+from ray_maddpg.experiment.evaluate import load_checked_policy, run_episodes
+from ray_maddpg.experiment.metrics import OCCUPIED_RADIUS, EpisodeMetrics, _touching
 
 ROOT = Path(__file__).resolve().parent.parent
 SAVED = ROOT / "bench" / "results" / "reproduce" / "simple_spread.json"
 TRANSIT_STEPS = 10
 
 
+class CollisionSplit(EpisodeMetrics):
+    """One episode's collisions (as `collisions` counts them), split as the module says."""
+
+    def __init__(self) -> None:
+        self.steps = self.total = self.transit = self.parked = 0
+        self.landmarks: np.ndarray | None = None
+        self.crowded = False
+
+    def observe(self, world: Any) -> None:
+        if self.landmarks is None:  # simple_spread's landmarks never move
+            self.landmarks = np.array([lm.state.p_pos for lm in world.landmarks])
+            gaps = [np.linalg.norm(a - b) for a, b in itertools.combinations(self.landmarks, 2)]
+            self.crowded = min(gaps) < 2 * world.agents[0].size
+        self.steps += 1
+        positions = np.array([a.state.p_pos for a in world.agents])
+        nearest = np.linalg.norm(positions[:, None] - self.landmarks[None], axis=-1).min(1)
+        on_landmark = nearest < OCCUPIED_RADIUS
+        for i, j in itertools.combinations(range(len(positions)), 2):
+            if _touching(world.agents[i], world.agents[j]):
+                self.total += 1
+                self.transit += self.steps <= TRANSIT_STEPS
+                self.parked += bool(on_landmark[i] and on_landmark[j])
+
+    def result(self) -> dict[str, float]:
+        return {
+            "collisions": self.total,
+            "in_transit": self.transit,
+            "settled": self.total - self.transit,
+            "parked": self.parked,
+            "crowded": float(self.crowded),
+        }
+
+
 def rollouts(trial: Path, episodes: int, seed: int) -> dict[str, float]:
     """Per-episode means of the collision split for one checkpoint."""
     policy = load_checked_policy(trial, seed=seed)
-    config = {k: v for k, v in policy.env_config.items() if k not in ("backend", "scenario")}
-    env = make_env("simple_spread", **config)
-    counts = {"collisions": [], "in_transit": [], "settled": [], "parked": [], "crowded": []}
-    crowded_collisions, other_collisions = [], []
-    try:
-        for episode in range(episodes):
-            obs, _ = env.reset(seed=seed + episode)
-            world = env.world
-            landmarks = np.array([lm.state.p_pos for lm in world.landmarks])
-            gaps = [np.linalg.norm(a - b) for a, b in itertools.combinations(landmarks, 2)]
-            agent_size = world.agents[0].size
-            crowded = min(gaps) < 2 * agent_size
-            total = transit = parked = 0
-            step, done = 0, False
-            while not done:
-                obs, _, terminated, truncated, _ = env.step(policy.act(obs))
-                step += 1
-                positions = np.array([a.state.p_pos for a in world.agents])
-                on_landmark = (
-                    np.linalg.norm(positions[:, None] - landmarks[None], axis=-1).min(1) < OCCUPIED_RADIUS
-                )
-                for i, j in itertools.combinations(range(len(positions)), 2):
-                    if _touching(world.agents[i], world.agents[j]):  # as `collisions` counts it
-                        total += 1
-                        transit += step <= TRANSIT_STEPS
-                        parked += bool(on_landmark[i] and on_landmark[j])
-                done = terminated.get("__all__", False) or truncated.get("__all__", False)
-            counts["collisions"].append(total)
-            counts["in_transit"].append(transit)
-            counts["settled"].append(total - transit)
-            counts["parked"].append(parked)
-            counts["crowded"].append(float(crowded))
-            (crowded_collisions if crowded else other_collisions).append(total)
-    finally:
-        env.close()
-    means = {k: float(np.mean(v)) for k, v in counts.items()}
-    means["in_crowded_episodes"] = float(np.mean(crowded_collisions)) if crowded_collisions else float("nan")
-    means["in_other_episodes"] = float(np.mean(other_collisions)) if other_collisions else float("nan")
+    per_episode = run_episodes(policy, episodes, seed, tracker=lambda _: CollisionSplit()).metrics
+    means = {k: float(np.mean(v)) for k, v in per_episode.items()}
+    collisions, crowded = np.array(per_episode["collisions"]), np.array(per_episode["crowded"], dtype=bool)
+    means["in_crowded_episodes"] = float(collisions[crowded].mean()) if crowded.any() else float("nan")
+    means["in_other_episodes"] = float(collisions[~crowded].mean()) if (~crowded).any() else float("nan")
     return means
 
 

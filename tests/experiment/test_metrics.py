@@ -123,7 +123,12 @@ def test_speaker_listener_touched_counts_any_step_reached_only_the_last():
 
 def test_speaker_listener_far_from_goal_has_not_reached_it():
     result = run("simple_speaker_listener", speaker_listener_world((1, 0.5)))
-    assert result == {"target_reached": 0.0, "target_touched": 0.0, "final_distance": pytest.approx(0.5)}
+    assert result == {
+        "target_reached": 0.0,
+        "target_touched": 0.0,
+        "final_distance": pytest.approx(0.5),
+        "goal_nearest": 1.0,
+    }
 
 
 def test_scenarios_without_benchmark_metrics_report_none():
@@ -136,3 +141,13 @@ def test_summarize_gives_mean_and_population_std():
 
 def test_speaker_listener_final_distance_is_undefined_before_any_step():
     assert math.isnan(run("simple_speaker_listener")["final_distance"])
+
+
+def test_speaker_listener_goal_nearest_asks_which_landmark_the_listener_ended_closest_to():
+    # Far from both, but nearer the goal (1, 1) than the other landmark (-1, -1): the right one.
+    assert run("simple_speaker_listener", speaker_listener_world((0.3, 0.2)))["goal_nearest"] == 1.0
+    # Ended nearer the other landmark: the wrong one, whatever it did before.
+    result = run(
+        "simple_speaker_listener", speaker_listener_world((1, 1)), speaker_listener_world((-0.2, -0.3))
+    )
+    assert result["goal_nearest"] == 0.0

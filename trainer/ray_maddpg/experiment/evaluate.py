@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import numpy as np
 
 from ray_maddpg.envs import make_env, teams_of
 from ray_maddpg.errors import ConfigError
-from ray_maddpg.experiment.metrics import episode_metrics, summarize
+from ray_maddpg.experiment.metrics import EpisodeMetrics, episode_metrics, summarize
 
 
 @dataclass
@@ -47,12 +48,20 @@ class EvaluationReport:
 
 
 def run_episodes(
-    policy: Any, episodes: int, seed: int = 0, *, render: bool = False, env_config: dict | None = None
+    policy: Any,
+    episodes: int,
+    seed: int = 0,
+    *,
+    render: bool = False,
+    env_config: dict | None = None,
+    tracker: Callable[[str], EpisodeMetrics] = episode_metrics,
 ) -> EvaluationReport:
     """Roll out ``policy`` (``.act(obs_dict) -> action_dict``) for ``episodes`` full episodes.
 
     Episode ``i`` resets the env with ``seed + i``, so the same seed gives the same episodes.
     With ``render`` the rgb frames of every step (and each reset) are kept in ``frames``.
+    ``tracker(scenario)`` makes each episode's metrics (default: the scenario's benchmark
+    metrics); a study can pass its own.
     """
     config = dict(env_config or policy.env_config)
     config.pop("backend", None)  # evaluation and rendering always step mpe2
@@ -68,7 +77,7 @@ def run_episodes(
         frames: list[np.ndarray] = []
         for episode in range(episodes):
             obs, _ = env.reset(seed=seed + episode)
-            tracker = episode_metrics(scenario)
+            episode_tracker = tracker(scenario)
             totals = dict.fromkeys(agent_ids, 0.0)
             if render:
                 frames.append(env.render())
@@ -77,13 +86,13 @@ def run_episodes(
                 obs, rewards, terminated, truncated, _ = env.step(policy.act(obs))
                 for agent_id, reward in rewards.items():
                     totals[agent_id] += float(reward)
-                tracker.observe(env.world)
+                episode_tracker.observe(env.world)
                 if render:
                     frames.append(env.render())
                 done = terminated.get("__all__", False) or truncated.get("__all__", False)
             for agent_id in agent_ids:
                 agent_returns[agent_id].append(totals[agent_id])
-            for name, value in tracker.result().items():
+            for name, value in episode_tracker.result().items():
                 metrics.setdefault(name, []).append(value)
     finally:
         env.close()

@@ -18,7 +18,9 @@ metrics (``result``). Definitions (paper, appendix / openai/maddpg ``benchmark_d
 - simple_speaker_listener: ``target_reached`` when the listener overlaps the goal landmark
   (distance < listener.size + landmark.size) at the last step; ``final_distance`` is the
   listener-goal distance at the last step; ``target_touched`` when it overlaps at any step (the
-  paper's "target reach %" may be either; both are reported).
+  paper's "target reach %" may be either; both are reported). ``goal_nearest`` is 1 when, of
+  all landmarks, the goal is the listener's nearest at the last step: it went to the landmark
+  the message named (a listener that ignores the message gets about 1/3).
 """
 
 from __future__ import annotations
@@ -133,6 +135,7 @@ class SpeakerListenerMetrics(EpisodeMetrics):
         self.final_distance = math.nan
         self.reached = False
         self.touched = False
+        self.goal_nearest = False
 
     def observe(self, world: Any) -> None:
         speaker = world.agents[0]
@@ -140,12 +143,14 @@ class SpeakerListenerMetrics(EpisodeMetrics):
         self.final_distance = _distance(listener, goal)
         self.reached = self.final_distance < listener.size + goal.size
         self.touched |= self.reached
+        self.goal_nearest = min(world.landmarks, key=lambda landmark: _distance(listener, landmark)) is goal
 
     def result(self) -> dict[str, float]:
         return {
             "target_reached": float(self.reached),
             "target_touched": float(self.touched),
             "final_distance": self.final_distance,
+            "goal_nearest": float(self.goal_nearest),
         }
 
 
