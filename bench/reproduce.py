@@ -21,6 +21,8 @@ every run.
     .venv/bin/python bench/reproduce.py --only simple_tag --seeds 2   # add a seed
     .venv/bin/python bench/reproduce.py --report-only         # redo tables/plots from saved JSON
     .venv/bin/python bench/reproduce.py --reevaluate          # evaluate saved checkpoints again
+    .venv/bin/python bench/reproduce.py --only simple_tag --out bench/results/ablations/tag-256 \
+        --set 'algorithm.actor_hidden=[256,256]' 'algorithm.critic_hidden=[256,256]'   # an ablation
 """
 
 from __future__ import annotations
@@ -102,6 +104,7 @@ def train(scenario: str, variant: str, seed: int, args: argparse.Namespace) -> t
         sets["stop.env_steps"] = args.steps
     command = [str(Path(sys.executable).parent / "ray-maddpg"), "train", "--config", str(EXPERIMENTS / file)]
     command += [a for k, v in sets.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+    command += [a for setting in args.set for a in ("--set", setting)]  # an ablation's, last
     command += ["--results-dir", str(args.results_dir)]
     args.results_dir.mkdir(parents=True, exist_ok=True)
     log = args.results_dir / f"{name}.log"
@@ -413,11 +416,24 @@ def main() -> None:
         type=Path,
         help="where the JSON, summary.md and plots go (default: bench/results/reproduce and docs/img)",
     )
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an ablation: experiment settings for every trial, as `ray-maddpg train --set` takes them "
+        "(e.g. 'algorithm.actor_hidden=[256,256]'); needs --out, so the paper's results stay apart",
+    )
     parser.add_argument("--report-only", action="store_true", help="only rebuild tables and plots")
     parser.add_argument(
         "--reevaluate", action="store_true", help="evaluate the saved trials' checkpoints again, then report"
     )
     args = parser.parse_args()
+    if args.set and not args.out:
+        parser.error("--set changes every trial's settings: give --out DIR for its results")
+    malformed = [s for s in args.set if "=" not in s]
+    if malformed:
+        parser.error(f"--set takes KEY=VALUE (got {', '.join(map(repr, malformed))})")
     args.results_dir = args.results_dir.resolve()
     if args.out:
         global OUT, PLOTS
