@@ -453,12 +453,13 @@ def main() -> None:
         for scenario in args.only or [s for s in STUDY if (OUT / f"{s}.json").exists()]:
             reevaluate(scenario)
     elif not args.report_only:
+        # Seed by seed, so a run cut short leaves whole comparisons (every variant of a seed).
         tasks = [
             (scenario, variant, seed)
             for scenario in scenarios
+            for seed in args.seeds
             for variant in STUDY[scenario][1]
             if variant in chosen
-            for seed in args.seeds
         ]
         print(
             f"reproduce: {len(tasks)} trial{'s' * (len(tasks) != 1)}, {args.jobs} at a time; each is saved as it ends",
