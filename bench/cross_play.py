@@ -9,6 +9,8 @@ two crossed ones) on the evaluation's 100 greedy episodes (seeds 10,000-10,099).
 
     .venv/bin/python bench/cross_play.py                     # both scenarios, every saved seed
     .venv/bin/python bench/cross_play.py --only simple_tag
+    .venv/bin/python bench/cross_play.py --only simple_tag --saved bench/results/ablations/tag-simplex \
+        --out bench/results/ablations/tag-simplex/cross_play.json     # an ablation's checkpoints
 """
 
 from __future__ import annotations
@@ -60,10 +62,11 @@ def learner_of(overrides: dict, team: str) -> str:
     return "MADDPG" if overrides["critic"][team] == "centralized" else "DDPG"
 
 
-def cross_play(scenario: str) -> dict[str, Any]:
-    """{seed: {"<adversary learner> adversary vs <agent learner> agents": metrics}}."""
+def cross_play(scenario: str, saved_dir: Path = OUT) -> dict[str, Any]:
+    """{seed: {"<adversary learner> adversary vs <agent learner> agents": metrics}}, from the
+    reproduction saved in ``saved_dir``."""
     variants = STUDY[scenario][1]
-    saved = json.loads((OUT / f"{scenario}.json").read_text())["variants"]
+    saved = json.loads((saved_dir / f"{scenario}.json").read_text())["variants"]
     seeds = sorted(set.intersection(*({t["seed"] for t in saved[v]} for v in variants)))
     results: dict[str, Any] = {}
     for seed in seeds:
@@ -107,12 +110,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     competitive = ["simple_tag", "simple_adversary"]
     parser.add_argument("--only", nargs="+", choices=competitive, default=competitive)
+    parser.add_argument(
+        "--saved", type=Path, default=OUT, help="where the reproduction's JSON is (reproduce.py's --out)"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "cross_play.json")
     args = parser.parse_args()
-    missing = [s for s in args.only if not (OUT / f"{s}.json").exists()]
+    missing = [s for s in args.only if not (args.saved / f"{s}.json").exists()]
     if missing:
-        parser.error(f"no saved reproduction for {', '.join(missing)}; run `make reproduce` first")
-    everything = {scenario: cross_play(scenario) for scenario in args.only}
+        parser.error(
+            f"no saved reproduction for {', '.join(missing)} in {args.saved}; run `make reproduce` first"
+        )
+    everything = {scenario: cross_play(scenario, args.saved) for scenario in args.only}
     args.out.write_text(json.dumps(everything, indent=1) + "\n")
     for scenario, results in everything.items():
         print("\n" + table(scenario, results))
