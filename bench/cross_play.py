@@ -9,8 +9,8 @@ two crossed ones) on the evaluation's 100 greedy episodes (seeds 10,000-10,099).
 
     .venv/bin/python bench/cross_play.py                     # both scenarios, every saved seed
     .venv/bin/python bench/cross_play.py --only simple_tag
-    .venv/bin/python bench/cross_play.py --only simple_tag --saved bench/results/ablations/tag-simplex \
-        --out bench/results/ablations/tag-simplex/cross_play.json     # an ablation's checkpoints
+    .venv/bin/python bench/cross_play.py --only simple_tag --saved bench/results/ablations/tag-expected \
+        --out bench/results/ablations/tag-expected/cross_play.json     # an ablation's checkpoints
 """
 
 from __future__ import annotations

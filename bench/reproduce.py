@@ -21,9 +21,9 @@ every run.
     .venv/bin/python bench/reproduce.py --only simple_tag --seeds 2   # add a seed
     .venv/bin/python bench/reproduce.py --report-only         # redo tables/plots from saved JSON
     .venv/bin/python bench/reproduce.py --reevaluate          # evaluate saved checkpoints again
-    .venv/bin/python bench/reproduce.py --only simple_tag --out bench/results/ablations/tag-simplex \
-        --results-dir results/ablations/tag-simplex \
-        --set env.continuous_actions=true algorithm.action_relaxation=simplex   # an ablation
+    .venv/bin/python bench/reproduce.py --only simple_tag --out bench/results/ablations/tag-expected \
+        --results-dir results/ablations/tag-expected \
+        --set env.continuous_actions=false algorithm.action_relaxation=expected   # an ablation
 """
 
 from __future__ import annotations
