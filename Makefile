@@ -37,12 +37,14 @@ train: $(STAMP)
 # 2026-12-01, exit 139 after 667 passed), prints every thread's stack instead of a bare signal.
 # The learning module trains two runs at once in its own Ray, which fills both cores; beside the
 # end-to-end files it starved their `ray start` (raylet timeouts in one CI run), so it runs after
-# them, alone. With PYTEST_ARGS (a chosen subset) it is one pytest call as given.
+# them, alone; it runs also when the first step fails, and either failing fails the target.
+# With PYTEST_ARGS (a chosen subset) it is one pytest call as given.
 PYTEST := PYTHONFAULTHANDLER=1 CHECKOV=$(CHECKOV) $(BIN)/python -m pytest
 test: $(STAMP) $(CHECKOV) chromium
 ifeq ($(strip $(PYTEST_ARGS)),)
-	$(PYTEST) -n $(TEST_WORKERS) --dist loadfile -m "not learning"
-	$(PYTEST) -m learning
+	$(PYTEST) -n $(TEST_WORKERS) --dist loadfile -m "not learning"; status=$$?; \
+	$(PYTEST) -m learning || status=$$?; \
+	exit $$status
 else
 	$(PYTEST) -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 endif

@@ -132,7 +132,9 @@ def worker_fault(cluster, results, trained):
         render_experiment(
             2,
             name="cluster-worker-fault",
-            stop={"time_total_s": WORKER_FAULT_SECONDS},
+            # Helm merges maps with the values file's, whose env_steps (40 iterations here) would
+            # stop the run first; null deletes it.
+            stop={"time_total_s": WORKER_FAULT_SECONDS, "env_steps": None},
             resources={"num_env_runners": 2, "num_envs_per_env_runner": 4, "num_gpus_per_learner": 0},
         )
     )
