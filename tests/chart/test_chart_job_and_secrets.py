@@ -117,6 +117,13 @@ def test_example_experiments_take_nothing_from_the_default_experiment():
             )
 
 
+def test_a_default_stop_criterion_is_dropped_with_null_as_the_values_comment_says():
+    # A run stops at the first criterion met, so a merged-in default env_steps would cut it short.
+    rendered = render({"experiment": {"config": {"stop": {"env_steps": None, "time_total_s": 3600}}}})
+    text = rendered.get("ConfigMap", "experiment")["data"]["experiment.yaml"]
+    assert yaml.safe_load(text)["stop"] == {"time_total_s": 3600}
+
+
 def experiment_config_maps(rendered) -> list[dict]:
     return [
         c
