@@ -42,6 +42,10 @@ METRICS = {
 }
 
 
+# Each team's return (what its learner maximises), mean over its agents: also tabled.
+TEAM_RETURNS = [("team/adversary", "adversary team's return"), ("team/agent", "agent team's return")]
+
+
 class TeamsPolicy:
     """One joint policy made of each team's actors from a different checkpoint."""
 
@@ -93,7 +97,7 @@ def cross_play(scenario: str, saved_dir: Path = OUT) -> dict[str, Any]:
 def table(scenario: str, results: dict[str, Any]) -> str:
     """Rows: the adversary team's learner; columns: the agent team's; cells: mean over seeds."""
     lines = []
-    for metric, title in METRICS[scenario]:
+    for metric, title in METRICS[scenario] + TEAM_RETURNS:
         lines += [f"{scenario}, {title} (mean over seeds {', '.join(map(str, results))}):", ""]
         lines += ["| adversary team \\ agent team | MADDPG agents | DDPG agents |", "|---|---|---|"]
         for adversary in ("MADDPG", "DDPG"):
