@@ -86,6 +86,12 @@ def test_a_stop_condition_is_required():
     assert "stop" in problems_of(with_(stop={}))
 
 
+def test_a_run_can_stop_once_an_env_runner_was_restored():
+    stop = validate_experiment(with_(stop={"env_runner_restarts": 1, "time_total_s": 600})).stop
+    assert stop == {"env_runner_restarts": 1, "time_total_s": 600}
+    assert "stop.env_runner_restarts" in problems_of(with_(stop={"env_runner_restarts": 0}))
+
+
 def test_per_team_critic_is_checked_against_the_scenario_teams():
     bad = with_(scenario="simple_adversary", env={}, algorithm={"critic": {"predator": "local"}})
     assert "predator" in problems_of(bad)["algorithm.critic"]

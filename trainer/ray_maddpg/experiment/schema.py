@@ -35,6 +35,8 @@ STOP_METRICS = {
     "training_iteration": "training_iteration",
     "time_total_s": "time_total_s",
     "episode_return_mean": "env_runners/episode_return_mean",
+    # Env runners lost and restored (RLlib's count): ends a fault drill once recovery is shown.
+    "env_runner_restarts": "fault_tolerance/num_remote_worker_restarts",
 }
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -275,6 +277,7 @@ SECTIONS: dict[str, dict[str, Check]] = {
         "training_iteration": int_at_least(1),
         "time_total_s": number_above(0, strict=True),
         "episode_return_mean": number,
+        "env_runner_restarts": int_at_least(1),
     },
     "checkpoint": {"every_iterations": int_at_least(0), "keep": optional(int_at_least(1))},
     "evaluation": {"every_iterations": int_at_least(0), "episodes": int_at_least(1), "gif": boolean},
