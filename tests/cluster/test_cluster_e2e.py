@@ -139,9 +139,13 @@ def worker_fault(cluster, results, trained):
         )
     )
     job = cluster.start_job(job_of(cluster.objects))
-    # A checkpoint is on disk before its result is logged; the kill waits for both.
+    # A checkpoint is on disk before its result is logged (result.json starts empty); the kill
+    # waits for both.
     cluster.wait(
-        lambda: checkpoints(results, "cluster-worker-fault") and trial_dirs(results, "cluster-worker-fault"),
+        lambda: (
+            checkpoints(results, "cluster-worker-fault")
+            and any(trial_results(t) for t in trial_dirs(results, "cluster-worker-fault"))
+        ),
         400,
         "the first checkpoint and result",
         0.5,
