@@ -155,10 +155,13 @@ def worker_fault(cluster, results, trained):
     (trial,) = trial_dirs(results, "cluster-worker-fault")
     before_kill = trial_results(trial)[-1]
     job.process.wait(timeout=600)
+    assert before_kill["time_total_s"] < WORKER_FAULT_SECONDS, (
+        "the raylet died only after the trial had finished"
+    )
     return job, victim, before_kill
 
 
-def fault_timeline(trial) -> list[tuple]:
+def fault_timeline(run: list[dict]) -> list[tuple]:
     """(iteration, training seconds, restarts, healthy runners) per result: what a failure shows."""
     return [
         (
@@ -167,16 +170,13 @@ def fault_timeline(trial) -> list[tuple]:
             r["fault_tolerance"][RESTARTS],
             r["fault_tolerance"].get("num_healthy_workers"),
         )
-        for r in trial_results(trial)
+        for r in run
     ]
 
 
 def test_training_finishes_after_a_worker_raylet_dies_mid_run(worker_fault, results):
     job, _, before_kill = worker_fault
     assert job.process.returncode == 0, job.output()[-6000:]
-    assert before_kill["time_total_s"] < WORKER_FAULT_SECONDS, (
-        "the raylet died only after the trial had finished"
-    )
     (trial,) = trial_dirs(results, "cluster-worker-fault")
     last = trial_results(trial)[-1]
     assert last["training_iteration"] > before_kill["training_iteration"]
@@ -188,15 +188,9 @@ def test_training_finishes_after_a_worker_raylet_dies_mid_run(worker_fault, resu
 
 def test_the_run_reports_the_env_runner_restart(worker_fault, results):
     _, _, before_kill = worker_fault
-    assert before_kill["time_total_s"] < WORKER_FAULT_SECONDS, (
-        "the raylet died only after the trial had finished"
-    )
     (trial,) = trial_dirs(results, "cluster-worker-fault")
-    timeline = fault_timeline(trial)
-    assert trial_results(trial)[-1]["fault_tolerance"][RESTARTS] >= 1, (
-        before_kill["training_iteration"],
-        timeline,
-    )
+    run = trial_results(trial)
+    assert run[-1]["fault_tolerance"][RESTARTS] >= 1, (before_kill["training_iteration"], fault_timeline(run))
 
 
 def test_the_dead_worker_restarts_and_rejoins_the_cluster(worker_fault, cluster):
