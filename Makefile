@@ -8,6 +8,10 @@ STAMP   := $(VENV)/.installed
 # checkov pins versions (packaging, networkx, ...) that clash with Ray's, so it gets its own venv.
 CHECKOV_VERSION := 3.3.30
 CHECKOV := $(VENV)/checkov/bin/checkov
+# The peer control of issue 14 (bench/peer_agilerl.py): AgileRL pins its own stack (jax, wandb,
+# minari ...) and imports peft without declaring it, so it gets its own venv too.
+PEER_VENV := .venv-peer
+PEER_PACKAGES := torch==2.13.0 agilerl==2.58.0 mpe2==1.1.1 peft==0.21.2
 RESULTS ?= results
 EXPERIMENT ?= trainer/ray_maddpg/presets/quick.yaml
 PYTEST_ARGS ?=
@@ -15,7 +19,7 @@ PYTEST_ARGS ?=
 # such as the cluster, are built once). The e2e files mostly wait, so 2 suit a 2-core machine.
 TEST_WORKERS ?= 2
 
-.PHONY: install train test chromium bench reproduce lint chart-lint image lock clean
+.PHONY: install train test chromium bench reproduce peer-venv lint chart-lint image lock clean
 
 install: $(STAMP)
 
@@ -63,6 +67,14 @@ REPRODUCE_ARGS ?=
 reproduce: $(STAMP)
 	$(BIN)/python bench/reproduce.py $(REPRODUCE_ARGS)
 
+## peer-venv: AgileRL in its own venv, for the peer control (bench/peer_agilerl.py, docs/results.md)
+peer-venv: $(PEER_VENV)/.installed
+
+$(PEER_VENV)/.installed:
+	@test -x $(PEER_VENV)/bin/python || $(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/python -m pip install --quiet --disable-pip-version-check $(PEER_PACKAGES)
+	@touch $@
+
 lint: $(STAMP)
 	$(BIN)/ruff check trainer tests bench scripts image charts
 	$(BIN)/ruff format --check trainer tests bench scripts image charts
@@ -83,4 +95,4 @@ lock: $(STAMP)
 	   cat requirements.lock.new; } > requirements.lock && rm requirements.lock.new
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache trainer/*.egg-info
+	rm -rf $(VENV) $(PEER_VENV) .pytest_cache .ruff_cache trainer/*.egg-info
