@@ -43,10 +43,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "trainer"))
 
 from ray_maddpg.experiment.metrics import episode_metrics  # noqa: E402
 
-ENV_MODULES = {
-    "simple_spread": ("mpe2.simple_spread_v3", {"N": 3}),
-    "simple_speaker_listener": ("mpe2.simple_speaker_listener_v4", {}),
-}
+# The scenarios this control has been run on (mpe2 module, options beside max_cycles 25 and
+# discrete actions); another needs only a line here.
+ENV_MODULES = {"simple_spread": ("mpe2.simple_spread_v3", {"N": 3})}
 
 
 def make_env(scenario: str):
