@@ -325,7 +325,8 @@ def report(results: dict[str, dict[str, list[dict]]]) -> str:
     lines = []
     for scenario, variants in results.items():
         columns = COLUMNS[scenario]
-        lines += [f"### {scenario}", "", f"![{scenario}](img/reproduce-{scenario}.png)", ""]
+        plot = os.path.relpath(PLOTS / f"reproduce-{scenario}.png", OUT)  # summary.md sits in OUT
+        lines += [f"### {scenario}", "", f"![{scenario}]({plot})", ""]
         lines.append(
             "| variant | seeds | env steps | "
             + " | ".join(c for c, _ in columns)
