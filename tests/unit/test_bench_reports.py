@@ -118,6 +118,19 @@ def test_report_has_a_row_per_variant_with_the_mean_over_seeds():
     assert "0.300 ± 0.100" in row and "2.000 ± 1.000" in row
 
 
+@pytest.mark.parametrize("ablation", [False, True])
+def test_the_summary_links_each_plot_where_the_plot_is_written(tmp_path, monkeypatch, ablation):
+    out = tmp_path / "bench" / "results" / "reproduce"
+    plots = out if ablation else tmp_path / "docs" / "img"  # --out puts both in one folder
+    monkeypatch.setattr(reproduce, "OUT", out)
+    monkeypatch.setattr(reproduce, "PLOTS", plots)
+    metrics = {"landmark_distance": 0.2, "collisions": 1.0, "landmarks_occupied": 1.0}
+    table = reproduce.report({"simple_spread": {"MADDPG": [trial(0, metrics)]}})
+    (link,) = [line for line in table.splitlines() if line.startswith("![simple_spread](")]
+    target = (out / link.removeprefix("![simple_spread](").removesuffix(")")).resolve()
+    assert target == (plots / "reproduce-simple_spread.png").resolve()
+
+
 def test_a_trial_saved_later_replaces_its_own_seed_and_keeps_the_others(tmp_path, monkeypatch):
     monkeypatch.setattr(reproduce, "OUT", tmp_path)
     metrics = {"landmark_distance": 0.5, "collisions": 1.0, "landmarks_occupied": 1.0}
