@@ -41,16 +41,19 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "trainer"))
 
-from ray_maddpg.experiment.metrics import episode_metrics  # noqa: E402
+from ray_maddpg.experiment.metrics import episode_metrics, summarize  # noqa: E402
 
-# The scenarios this control has been run on (mpe2 module, options beside max_cycles 25 and
+# The scenarios this control has been run on (mpe2 module, options beside MAX_CYCLES and
 # discrete actions); another needs only a line here.
 ENV_MODULES = {"simple_spread": ("mpe2.simple_spread_v3", {"N": 3})}
+MAX_CYCLES = 25  # the paper's episode length, as in our presets
 
 
 def make_env(scenario: str):
     module, options = ENV_MODULES[scenario]
-    return importlib.import_module(module).parallel_env(max_cycles=25, continuous_actions=False, **options)
+    return importlib.import_module(module).parallel_env(
+        max_cycles=MAX_CYCLES, continuous_actions=False, **options
+    )
 
 
 def peer_id(agent_id: str) -> str:
@@ -182,7 +185,7 @@ def evaluate(agent, args, *, sampled: bool) -> dict[str, float]:
             trackers = [episode_metrics(args.scenario) for _ in envs]
             totals = np.zeros(len(envs))
             agent.reset_action_noise(list(range(len(envs))))
-            for _ in range(25):
+            for _ in range(MAX_CYCLES):
                 actions, _ = agent.get_action(obs=stack(per_env, env_ids))
                 for i, env in enumerate(envs):
                     per_env[i], rewards, _, _, _ = env.step({a: int(actions[peer_id(a)][i]) for a in env_ids})
@@ -214,10 +217,10 @@ def report(directory: Path) -> int:
             print("|---" * (len(names) + 1) + "|")
             cells = []
             for name in names:
-                values = np.array([run[mode][name] for run in mine])
-                cells.append(
-                    f"{values.mean():.3f} ± {values.std():.3f} ({' / '.join(f'{v:.3f}' for v in values)})"
-                )
+                values = [run[mode][name] for run in mine]
+                stats = summarize(values)  # mean and population std, as reproduce.py's tables
+                per_seed = " / ".join(f"{v:.3f}" for v in values)
+                cells.append(f"{stats['mean']:.3f} ± {stats['std']:.3f} ({per_seed})")
             print("| AgileRL MADDPG | " + " | ".join(cells) + " |")
         walls = [run["wall_s"] / 60 for run in mine]
         print(f"training wall time per seed: {' / '.join(f'{w:.0f}' for w in walls)} min")
