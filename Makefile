@@ -12,6 +12,12 @@ CHECKOV := $(VENV)/checkov/bin/checkov
 # minari ...) and imports peft without declaring it, so it gets its own venv too.
 PEER_VENV := .venv-peer
 PEER_PACKAGES := torch==2.13.0 agilerl==2.58.0 mpe2==1.1.1 peft==0.21.2
+# jsonschema imports rfc3987-syntax when it is there (nbformat's and jupyter-events'
+# jsonschema[format-nongpl] bring it), and that import builds ~35 Earley parsers: about 2.4 s of
+# CPU in every process that imports ray, drivers, workers and the dashboard agent alike, which
+# Ray's raylet gives a fixed 15 s to start (ray-project/ray#65983). Nothing here validates IRIs,
+# and jsonschema runs without it, so the install removes it (the image's does too).
+SLOW_UNUSED_PACKAGES := rfc3987-syntax
 RESULTS ?= results
 EXPERIMENT ?= trainer/ray_maddpg/presets/quick.yaml
 PYTEST_ARGS ?=
@@ -26,6 +32,7 @@ install: $(STAMP)
 $(STAMP): requirements.lock trainer/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e 'trainer[dev]'
+	$(BIN)/python -m pip uninstall --quiet --disable-pip-version-check -y $(SLOW_UNUSED_PACKAGES)
 	@touch $@
 
 $(CHECKOV):

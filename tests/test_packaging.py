@@ -1,6 +1,8 @@
 """The lock file, the trainer's declared dependencies and the versions agree."""
 
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -52,3 +54,14 @@ def test_package_version_matches_pyproject():
 
     project = tomllib.loads((ROOT / "trainer" / "pyproject.toml").read_text())["project"]
     assert ray_maddpg.__version__ == project["version"]
+
+
+def test_importing_ray_builds_no_iri_parsers():
+    """``make install`` removes rfc3987-syntax (Makefile, SLOW_UNUSED_PACKAGES): jsonschema, which
+    every ray import loads, would otherwise build its Earley parsers, 2.4 s of CPU per process."""
+    probe = "import sys, ray; print(sorted(m for m in sys.modules if m.startswith('rfc3987_syntax')))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", (
+        f"importing ray loaded {out.strip()}: run `{sys.executable} -m pip uninstall -y rfc3987-syntax` "
+        "(a fresh `make install` does it)"
+    )

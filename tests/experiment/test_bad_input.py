@@ -115,7 +115,7 @@ def test_a_wrong_ray_address_variable_is_named_as_such(results, capsys, monkeypa
     assert "RAY_ADDRESS: no Ray answers at" in capsys.readouterr().err
 
 
-def test_a_local_ray_that_never_starts_exits_3_with_one_message(results, capsys, monkeypatch):
+def test_a_local_ray_that_never_starts_exits_3_with_one_message(results, capsys, monkeypatch, tmp_path):
     import ray
 
     def fail(**kwargs):
@@ -123,12 +123,37 @@ def test_a_local_ray_that_never_starts_exits_3_with_one_message(results, capsys,
 
     monkeypatch.setattr(ray, "init", fail)
     monkeypatch.setattr(runner, "LOCAL_START_ATTEMPTS", 2)
+    monkeypatch.setattr(runner, "LOCAL_START_BACKOFF_S", 0.0)
+    monkeypatch.setattr(runner, "ray_logs_dir", lambda: tmp_path)  # no raylet log: no cause named
     assert train(QUICK, results) == 3
     err = capsys.readouterr().err
-    assert "retrying" in err
+    assert "retrying in 0 s" in err
     assert "the embedded local Ray did not start (attempt 2 of 2: The current node timed out" in err
+    assert f"Ray's logs: {tmp_path}" in err
+    assert "ray-project/ray#65983" not in err
     assert "Traceback" not in err
     assert not results.exists()
+
+
+def test_a_raylet_that_gave_up_on_its_agent_is_named_as_the_cause(results, capsys, monkeypatch, tmp_path):
+    import ray
+
+    def fail(**kwargs):
+        raise RuntimeError("The current node timed out during startup. This could happen because ...")
+
+    # What Ray 2.60's raylet logs when the dashboard agent misses its 15 s (seen in CI).
+    (tmp_path / "raylet.out").write_text(
+        "[2026-12-02 03:34:29,120 C 4101 4101] (raylet) node_manager.cc:3576: Check failed: "
+        "statussetor3576.has_value() Timed out waiting for file /tmp/ray/session_x/metrics_agent_port_ab\n"
+    )
+    monkeypatch.setattr(ray, "init", fail)
+    monkeypatch.setattr(runner, "LOCAL_START_ATTEMPTS", 1)
+    monkeypatch.setattr(runner, "ray_logs_dir", lambda: tmp_path)
+    assert train(QUICK, results) == 3
+    err = capsys.readouterr().err
+    assert "the raylet stopped waiting for its dashboard agent" in err
+    assert "ray-project/ray#65983" in err
+    assert "Traceback" not in err
 
 
 def test_evaluate_a_missing_checkpoint_exits_2(tmp_path, capsys):

@@ -123,6 +123,15 @@ def test_dependencies_install_with_the_same_lock_as_the_local_install(dockerfile
     assert '"/src/trainer[notebook]"' in installs[0], "the trainer with jupyterlab, non-editable"
 
 
+def test_the_image_removes_the_packages_the_local_install_removes(dockerfile):
+    makefile = (ROOT / "Makefile").read_text()
+    packages = re.search(r"^SLOW_UNUSED_PACKAGES := (.+)$", makefile, re.M).group(1).split()
+    assert packages, "the Makefile names what its install removes"
+    install = next(run for run in instructions(dockerfile, "RUN") if "pip install" in run)
+    for package in packages:
+        assert f"/opt/venv/bin/pip uninstall -y {package}" in install, f"the image keeps {package}"
+
+
 def test_torch_comes_from_the_wheel_index_and_the_build_checks_its_cuda(dockerfile):
     install = next(run for run in instructions(dockerfile, "RUN") if "pip install" in run)
     assert '--extra-index-url "${index}"' in install

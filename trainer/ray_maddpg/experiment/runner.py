@@ -26,6 +26,7 @@ from ray_maddpg.experiment.schema import (
 
 EXPERIMENT_FILE = "experiment.yaml"  # the validated file, kept next to the trials
 LOCAL_START_ATTEMPTS = 5
+LOCAL_START_BACKOFF_S = 5.0  # attempt k + 1 waits k times this, so a burst of load can pass
 
 
 @dataclass
@@ -142,8 +143,8 @@ def connect(address: str | None) -> str:
     if address:
         ray.init(address=address, **quiet)
         return f"Ray cluster at {address}"
-    # On a saturated machine Ray's node startup can exceed its fixed 30 s wait (the dashboard
-    # agent is slow to come up); a fresh attempt usually makes it.
+    # On a saturated machine Ray's node startup can miss its fixed waits (the raylet allows the
+    # dashboard agent 15 s, ray-project/ray#65983); a later attempt usually makes it.
     for attempt in range(1, LOCAL_START_ATTEMPTS + 1):
         try:
             ray.init(address="local", include_dashboard=False, **quiet)
@@ -152,14 +153,44 @@ def connect(address: str | None) -> str:
             ray.shutdown()
             if "timed out during startup" not in str(err) or attempt == LOCAL_START_ATTEMPTS:
                 first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+                logs = ray_logs_dir()
+                cause = raylet_failure(logs)
+                because = f"; {cause}" if cause else ""
                 raise RayUnavailableError(
                     f"the embedded local Ray did not start (attempt {attempt} of {LOCAL_START_ATTEMPTS}: "
-                    f"{first_line}); is the machine saturated? Ray's logs: /tmp/ray/session_latest/logs"
+                    f"{first_line}){because}; is the machine saturated? Ray's logs: {logs}"
                 ) from err
+            wait = attempt * LOCAL_START_BACKOFF_S
             print(
-                f"local Ray did not start in time (attempt {attempt}); retrying", file=sys.stderr, flush=True
+                f"local Ray did not start in time (attempt {attempt}); retrying in {wait:.0f} s",
+                file=sys.stderr,
+                flush=True,
             )
+            time.sleep(wait)
     return "embedded local Ray"
+
+
+def ray_logs_dir() -> Path:
+    """The logs of the newest local Ray session (Ray's own default temp dir rules)."""
+    from ray._common.utils import get_default_ray_temp_dir
+
+    return Path(get_default_ray_temp_dir()) / "session_latest" / "logs"
+
+
+def raylet_failure(logs: Path) -> str | None:
+    """The raylet's reason for a failed start, when its log holds one we know; Ray's own error
+    says only that the node timed out."""
+    for name in ("raylet.out", "raylet.err"):
+        try:
+            text = (logs / name).read_text(errors="replace")
+        except OSError:
+            continue
+        if "Timed out waiting for file" in text:
+            return (
+                "the raylet stopped waiting for its dashboard agent, which Ray gives a fixed 15 s "
+                "to start (ray-project/ray#65983)"
+            )
+    return None
 
 
 def quiet_worker() -> None:
