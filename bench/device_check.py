@@ -5,7 +5,7 @@ For a machine with Python, torch and numpy but no Ray and no mpe2 (DESIGN.md, "T
 we can test on"): it imports only the Ray-free parts of the package (``envs.batched``,
 ``maddpg.core``, ``maddpg.fused``) from this checkout's ``trainer/``, so nothing is installed.
 
-    python3 bench/device_check.py [--out results.json] [--quick] [--device cpu|cuda]
+    python3 bench/device_check.py [--out results.json] [--quick] [--device cpu|cuda] [--compile]
 
 What it prints (and writes to ``--out`` as JSON):
 
@@ -26,6 +26,8 @@ What it prints (and writes to ``--out`` as JSON):
 Every timing loop is capped in seconds (``--seconds``) and the training run by
 ``--train-budget-s`` (then it stops early and says so), so the full check fits in about 8 minutes
 on an H200. ``--quick`` shrinks everything for a CPU smoke run (tests/unit/test_device_check.py).
+``--compile`` runs the learner with ``compile_losses`` (torch.compile of its losses; on CUDA,
+inductor's Triton kernels), so a second run with it gives the compiled figures side by side.
 """
 
 from __future__ import annotations
@@ -238,14 +240,17 @@ class DeviceReplay:
         )
 
 
-def setup(scenario: str, num_envs: int, device: Device, buffer_size: int, **options):
-    """An env, one plain module per agent on the device, their fused learner, and a replay buffer."""
+def setup(
+    scenario: str, num_envs: int, device: Device, buffer_size: int, compile_losses: bool = False, **options
+):
+    """An env, one plain module per agent on the device, their fused learner (``compile_losses``:
+    its losses through torch.compile), and a replay buffer."""
     env = make_batched_env(scenario, num_envs, device=device.torch, seed=SEED, **options)
     obs_dims = dict(zip(env.agents, env.obs_dims, strict=True))
     act_dims = dict(zip(env.agents, env.act_dims, strict=True))
     torch.manual_seed(SEED)
     modules = plain_modules(obs_dims, act_dims, action_rule=RULE.kind, device=device.torch)
-    learner = FusedMADDPG.from_modules(modules, FusedSettings())
+    learner = FusedMADDPG(modules, FusedSettings(), compile_losses=compile_losses)
     replay = DeviceReplay(buffer_size, env.obs_dims, env.act_dims, device)
     return env, learner, replay
 
@@ -275,11 +280,12 @@ def fill_with_random_steps(
         replay.add(obs, actions, rewards, next_obs, terminated)
 
 
-def learner_rates(device: Device, batch: int, seconds: float) -> dict[str, float]:
-    """Fused updates/s at ``batch`` for 3, 6 and 12 agents, on random-action transitions."""
+def learner_rates(device: Device, batch: int, seconds: float, compile_losses: bool) -> dict[str, float]:
+    """Fused updates/s at ``batch`` for 3, 6 and 12 agents, on random-action transitions (the
+    compile, with ``compile_losses``, happens in the untimed warm-up)."""
     rates = {}
     for agents, (scenario, options) in LEARNERS.items():
-        env, learner, replay = setup(scenario, 1024, device, 16 * 1024, **options)
+        env, learner, replay = setup(scenario, 1024, device, 16 * 1024, compile_losses, **options)
         generator = torch.Generator(device=device.torch).manual_seed(SEED)
         fill_with_random_steps(Stepper(env), replay, generator, 16)
         assert len(env.agents) == agents, (scenario, env.agents)
@@ -295,10 +301,11 @@ def learner_rates(device: Device, batch: int, seconds: float) -> dict[str, float
     return rates
 
 
-def train(device: Device, cfg: dict, budget_s: float) -> dict:
-    """simple_spread at the paper's schedule, everything on the device."""
+def train(device: Device, cfg: dict, budget_s: float, compile_losses: bool = False) -> dict:
+    """simple_spread at the paper's schedule, everything on the device (the compile, with
+    ``compile_losses``, counts in the learner's time)."""
     num_envs = cfg["train_envs"]
-    env, learner, replay = setup("simple_spread", num_envs, device, cfg["buffer_size"])
+    env, learner, replay = setup("simple_spread", num_envs, device, cfg["buffer_size"], compile_losses)
     steps_per_env = math.ceil(cfg["train_env_steps"] / num_envs)
     stepper = Stepper(env)
     ep_return = torch.zeros(num_envs, device=device.torch)
@@ -387,6 +394,11 @@ def main(argv: list[str] | None = None) -> int:
         "--train-budget-s", type=float, default=300.0, help="stop the training run after this long"
     )
     parser.add_argument("--skip-train", action="store_true", help="timings only")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="the learner's losses through torch.compile (FusedMADDPG(compile_losses=True); minutes cold)",
+    )
     args = parser.parse_args(argv)
 
     cfg = dict(QUICK if args.quick else FULL)
@@ -412,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         "torch_cuda": torch.version.cuda,
         "python": platform.python_version(),
         "quick": args.quick,
+        "compile_losses": args.compile,
         "settings": cfg,
     }
 
@@ -419,15 +432,18 @@ def main(argv: list[str] | None = None) -> int:
     report["env_steps_per_s"], report["sampling_steps_per_s"] = env_rates(
         device, cfg["env_sizes"], cfg["seconds"]
     )
-    print(f"fused learner (batch {cfg['learner_batch']}):", flush=True)
-    report["learner_updates_per_s"] = learner_rates(device, cfg["learner_batch"], cfg["seconds"])
+    compiled = ", compile_losses" if args.compile else ""
+    print(f"fused learner (batch {cfg['learner_batch']}{compiled}):", flush=True)
+    report["learner_updates_per_s"] = learner_rates(
+        device, cfg["learner_batch"], cfg["seconds"], args.compile
+    )
     if not args.skip_train:
         print(
             f"training: simple_spread, {cfg['train_env_steps']:,} env steps on {cfg['train_envs']} envs, "
             f"batch {cfg['train_batch']} every {UPDATE_EVERY} env steps after {cfg['learning_starts']:,}",
             flush=True,
         )
-        t = report["train"] = train(device, cfg, args.train_budget_s)
+        t = report["train"] = train(device, cfg, args.train_budget_s, args.compile)
         print(
             f"  {'done' if t['completed'] else 'STOPPED at the time budget'}: {t['env_steps']:,} env steps, "
             f"{t['updates']:,} updates in {t['wall_s']:.1f} s ({t['env_steps_per_s']:,.0f} env steps/s, "

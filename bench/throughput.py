@@ -110,9 +110,10 @@ def batched_sampling(seconds: float) -> dict:
 
 
 def learners(cfg: MADDPGConfig) -> tuple:
-    """The per-module learner of ``cfg`` (built), a ``FusedMADDPG`` over copies of its modules, a
-    ``random_replay`` of 4096 rows and the agents' layout."""
-    learner = cfg.build_learner()
+    """The per-module learner of ``cfg`` (built with ``fused_update: false``, which is not the
+    default), a ``FusedMADDPG`` over copies of its modules, a ``random_replay`` of 4096 rows and
+    the agents' layout."""
+    learner = cfg.copy(copy_frozen=False).training(fused_update=False).build_learner()
     learner.build()
     layout = cfg.agent_layout()
     fused = FusedMADDPG.from_modules({mid: learner.module[mid].unwrapped() for mid in layout.modules}, cfg)

@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 import reproduce  # noqa: E402
 from device_study import Observations, listener_landmarks, parse_args, speaker_code  # noqa: E402
-from throughput import runner_counts  # noqa: E402
+from throughput import config, learners, runner_counts  # noqa: E402
 
 from ray_maddpg.envs.batched import make_batched_env  # noqa: E402
 
@@ -45,6 +45,14 @@ def trial(seed: int, metrics: dict, teams: dict | None = None, ret: float = -50.
 def spread(distance: float, collisions: float) -> list[dict]:
     metrics = {"landmark_distance": distance, "collisions": collisions, "landmarks_occupied": 1.0}
     return [trial(0, metrics), trial(1, metrics)]
+
+
+def test_the_learner_bench_compares_the_fused_update_with_the_per_module_one():
+    # fused_update is the default, so the baseline must turn it off (from 2026-11-30 to 2026-12-02
+    # it did not, and the bench compared the fused update with itself through RLlib).
+    learner, fused, _, _ = learners(config(0, 1))
+    assert learner._fused is None
+    assert fused.agents == ["agent_0", "agent_1", "agent_2"]
 
 
 def test_speaker_code_counts_goals_with_their_own_message_and_what_a_message_tells():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 from types import SimpleNamespace
 
 import pytest
@@ -202,3 +203,48 @@ def test_settings_come_from_a_config_and_refuse_other_clipping():
 def test_the_fused_learner_imports_without_ray():
     code = "import sys, ray_maddpg.maddpg.fused; sys.exit('ray' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def _updated_twice(compile_losses: bool, **module_kwargs) -> list[torch.Tensor]:
+    """Every weight (networks and targets) after two updates on fixed batches."""
+    mods = modules(**module_kwargs)
+    fused = FusedMADDPG(mods, FusedSettings(), compile_losses=compile_losses)
+    for seed in (0, 1):
+        torch.manual_seed(seed)  # the same noise draws both ways
+        fused.update(batch(seed))
+    return [p.detach().clone() for group in (*fused.actors, *fused.critics) for p in group.net.params] + [
+        p.clone() for group in (*fused.actors, *fused.critics) for p in group.target.params
+    ]
+
+
+def test_a_compiled_update_equals_the_eager_one():
+    # The default discrete rule, a shared team, actions of two widths and twin critics.
+    kwargs = {"rule": "expected", "twin": True}
+    eager = _updated_twice(False, **kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a fallback to eager would compare eager with itself
+        compiled = _updated_twice(True, **kwargs)
+    for e, c in zip(eager, compiled, strict=True):
+        torch.testing.assert_close(c, e, rtol=1e-5, atol=1e-6)
+
+
+def test_a_failed_compile_runs_the_update_eagerly_with_one_warning(monkeypatch):
+    def broken_compile(fn, **kwargs):
+        def run(*args):
+            raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found\nmore lines")
+
+        return run
+
+    eager = _updated_twice(False)
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    with pytest.warns(RuntimeWarning, match="compile_losses: torch.compile of the") as caught:
+        fallback = _updated_twice(True)
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert len(messages) == 2, messages  # once per loss, not once per update
+    assert (
+        "the critic loss failed (RuntimeError: InvalidCxxCompiler: No working C++ compiler found);"
+        in (messages[0])
+    )
+    assert "the actor loss failed" in messages[1]
+    for e, f in zip(eager, fallback, strict=True):
+        torch.testing.assert_close(f, e, rtol=0, atol=0)

@@ -37,7 +37,8 @@ reads them again, e.g. after a checkpoint restore.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from types import SimpleNamespace
 from typing import Any
@@ -303,7 +304,11 @@ class FusedMADDPG:
     Ray, ``plain_module``).
     """
 
-    def __init__(self, modules: Mapping[str, Any], settings: FusedSettings):
+    def __init__(self, modules: Mapping[str, Any], settings: FusedSettings, compile_losses: bool = False):
+        """``compile_losses``: run the two losses (and their backward passes) through
+        ``torch.compile``; not a training setting (``MADDPGConfig`` has none), since on this
+        2-core CPU it made a paper-budget run slower (docs/results.md), but a lever for GPUs,
+        where the update is bound by kernel launches (``bench/device_check.py --compile``)."""
         self.settings = settings
         self.module_ids = sorted(modules)
         self.modules = {mid: modules[mid] for mid in self.module_ids}
@@ -318,6 +323,11 @@ class FusedMADDPG:
         self.actor_optimizer = torch.optim.Adam(_params(self.actors), lr=settings.actor_lr, fused=True)
         self.critic_optimizer = torch.optim.Adam(_params(self.critics), lr=settings.critic_lr, fused=True)
         self.num_updates = 0  # updates done so far: the TD3 delay counts these
+        self._critic_loss_of = self._critic_loss
+        self._actor_loss_of = self._actor_loss
+        if compile_losses:
+            self._critic_loss_of = CompiledOrEager(self._critic_loss, "the critic loss")
+            self._actor_loss_of = CompiledOrEager(self._actor_loss, "the actor loss")
 
     @classmethod
     def from_modules(cls, modules: Mapping[str, Any], config: Any) -> FusedMADDPG:
@@ -344,11 +354,11 @@ class FusedMADDPG:
         data = {**data, "terminated": {a: t.to(dtype) for a, t in data["terminated"].items()}}
         update_actors = self.num_updates % self.settings.policy_delay == 0
         metrics: Metrics = {mid: {} for mid in self.module_ids}
-        self._set_gradients(self.critics, self._critic_loss(data, metrics), metrics)
+        self._set_gradients(self.critics, self._critic_loss_of(data, metrics), metrics)
         if self.settings.sequential_update:
             self.critic_optimizer.step()  # so the actors train against the updated critics
         if update_actors:
-            self._set_gradients(self.actors, self._actor_loss(data, metrics), metrics)
+            self._set_gradients(self.actors, self._actor_loss_of(data, metrics), metrics)
             self.actor_optimizer.step()
         if not self.settings.sequential_update:
             self.critic_optimizer.step()
@@ -568,6 +578,36 @@ class FusedMADDPG:
         return zip(
             group.slices(g), _mlps(module, group.kind), _mlps(module, group.kind, target=True), strict=True
         )
+
+
+class CompiledOrEager:
+    """``torch.compile(fn)``, falling back to ``fn`` itself, with one warning, when compiling fails
+    (inductor needs a C++ compiler for CPU kernels, which e.g. a CUDA runtime image lacks).
+
+    Only the losses are compiled: a compiled whole update breaks its graph at ``autograd.grad``
+    and at the fused Adam, and measured no faster than eager. The graphs are specialised to the
+    batch's shapes (``dynamic=False``): a run keeps one batch size. Inductor caches what it built
+    on disk, so a later run on the same machine starts in seconds, the first in about a minute.
+    """
+
+    def __init__(self, fn: Callable[..., torch.Tensor], name: str):
+        self.fn, self.name = fn, name
+        self.compiled: Callable[..., torch.Tensor] | None = torch.compile(fn, dynamic=False)
+
+    def __call__(self, *args: Any) -> torch.Tensor:
+        if self.compiled is not None:
+            try:
+                return self.compiled(*args)
+            except Exception as err:  # noqa: BLE001 - torch.compile's failures share no base class
+                self.compiled = None
+                reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+                warnings.warn(
+                    f"compile_losses: torch.compile of {self.name} failed ({type(err).__name__}: "
+                    f"{reason}); it runs eagerly, the same update, slower",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+        return self.fn(*args)
 
 
 def _params(groups: Sequence[Group]) -> list[torch.Tensor]:
