@@ -12,7 +12,7 @@ They alternate in rounds, one update each, so that all see the same machine (a s
 drifts). Per update it records wall time and the thread's CPU time (``time.thread_time``, which
 leaves out time spent waiting for a core); the speedups are medians of each round's ratio.
 
-Usage: ``.venv/bin/python bench/fused_learner.py [--rounds 30] [--agents 3 6 12]``
+Usage: ``.venv/bin/python bench/fused_learner.py [--rounds 30] [--agents 3 6 12] [--compile]``
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import torch
 from throughput import learners
 
 from ray_maddpg.maddpg import MADDPGConfig
+from ray_maddpg.maddpg.fused import FusedMADDPG
 from ray_maddpg.maddpg.maddpg import joint_train_batch
 from ray_maddpg.maddpg.torch.maddpg_torch_learner import NUM_UPDATES
 
@@ -36,8 +37,8 @@ SCENARIOS = {3: ("simple_spread", {}), 6: ("simple_world_comm", {}), 12: ("simpl
 RESULTS = Path(__file__).parent / "results" / "fused_learner.json"
 
 
-def updates(scenario: str, env_options: dict):
-    """The three ways of updating, as functions of the update index."""
+def updates(scenario: str, env_options: dict, compile_losses: bool = False):
+    """The three ways of updating (four with ``compile_losses``), as functions of the update index."""
     config = (
         MADDPGConfig()
         .environment("mpe2", env_config={"scenario": scenario, **env_options})
@@ -60,16 +61,16 @@ def updates(scenario: str, env_options: dict):
     def fused_update(n: int) -> None:
         fused.update(buffer.sample(size).to_torch())
 
-    return len(layout.agents), {
-        "learner": learner_update,
-        "learner_step": learner_step,
-        "fused": fused_update,
-    }
+    ways = {"learner": learner_update, "learner_step": learner_step, "fused": fused_update}
+    if compile_losses:
+        compiled = FusedMADDPG(fused.modules, fused.settings, compile_losses=True)
+        ways["compiled"] = lambda n: compiled.update(buffer.sample(size).to_torch())
+    return len(layout.agents), ways
 
 
-def measure(num_agents: int, rounds: int) -> dict:
+def measure(num_agents: int, rounds: int, compile_losses: bool = False) -> dict:
     scenario, env_options = SCENARIOS[num_agents]
-    n, ways = updates(scenario, env_options)
+    n, ways = updates(scenario, env_options, compile_losses)
     times = {name: {"wall": [], "cpu": []} for name in ways}
     for i in range(rounds + 2):
         for name, update in ways.items():
@@ -79,10 +80,18 @@ def measure(num_agents: int, rounds: int) -> dict:
                 times[name]["wall"].append(time.perf_counter() - wall)
                 times[name]["cpu"].append(time.thread_time() - cpu)
 
-    def speedup(base: str, clock: str) -> float:
-        pairs = zip(times[base][clock], times["fused"][clock], strict=True)
+    def speedup(base: str, clock: str, way: str = "fused") -> float:
+        pairs = zip(times[base][clock], times[way][clock], strict=True)
         return statistics.median(b / f for b, f in pairs)
 
+    compiled = {}
+    if "compiled" in ways:
+        compiled = {
+            "compiled_speedup_vs_fused": {
+                "wall": speedup("fused", "wall", "compiled"),
+                "cpu": speedup("fused", "cpu", "compiled"),
+            }
+        }
     return {
         "scenario": scenario,
         "env_options": env_options,
@@ -98,6 +107,7 @@ def measure(num_agents: int, rounds: int) -> dict:
             "vs_learner": speedup("learner", "cpu"),
             "vs_learner_step": speedup("learner_step", "cpu"),
         },
+        **compiled,
     }
 
 
@@ -110,11 +120,16 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads (CPU ms then counts the calling thread only)"
     )
+    parser.add_argument(
+        "--compile", action="store_true", help="also the fused update with its losses through torch.compile"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"JSON results (default: {RESULTS})")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
-    rows = [measure(n, args.rounds if n < 12 else max(3, args.rounds // 5)) for n in args.agents]
+    rows = [
+        measure(n, args.rounds if n < 12 else max(3, args.rounds // 5), args.compile) for n in args.agents
+    ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(
@@ -138,6 +153,12 @@ def main() -> None:
             f"{cpu['learner']:.1f} / {cpu['learner_step']:.1f} / {cpu['fused']:.1f}; fused speedup "
             f"{r['fused_speedup_wall']['vs_learner']:.2f}x wall ({r['fused_speedup_cpu']['vs_learner']:.2f}x CPU) "
             f"vs learner, {r['fused_speedup_cpu']['vs_learner_step']:.2f}x CPU vs its step"
+            + (
+                f"; compiled {wall['compiled']:.1f} updates/s, "
+                f"{r['compiled_speedup_vs_fused']['wall']:.2f}x the fused update"
+                if "compiled" in wall
+                else ""
+            )
         )
     print(f"wrote {args.out}")
 
