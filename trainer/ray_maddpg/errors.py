@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 
+def first_line(err: BaseException) -> str:
+    """The first line of an error's message (a long one, e.g. from Ray or torch, fits one line of
+    ours), or its type's name when the message is empty."""
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
 class ConfigError(ValueError):
     """Invalid user input (experiment file, scenario option, CLI flag, checkpoint path).
 

@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 import yaml
 
-from ray_maddpg.errors import ConfigError, RayUnavailableError
+from ray_maddpg.errors import ConfigError, RayUnavailableError, first_line
 from ray_maddpg.experiment.schema import (
     STOP_METRICS,
     Experiment,
@@ -152,13 +152,12 @@ def connect(address: str | None) -> str:
         except Exception as err:
             ray.shutdown()
             if "timed out during startup" not in str(err) or attempt == LOCAL_START_ATTEMPTS:
-                first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
                 logs = ray_logs_dir()
                 cause = raylet_failure(logs)
                 because = f"; {cause}" if cause else ""
                 raise RayUnavailableError(
                     f"the embedded local Ray did not start (attempt {attempt} of {LOCAL_START_ATTEMPTS}: "
-                    f"{first_line}){because}; is the machine saturated? Ray's logs: {logs}"
+                    f"{first_line(err)}){because}; is the machine saturated? Ray's logs: {logs}"
                 ) from err
             wait = attempt * LOCAL_START_BACKOFF_S
             print(

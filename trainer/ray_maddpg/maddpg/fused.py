@@ -46,6 +46,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ray_maddpg.errors import first_line
 from ray_maddpg.maddpg import core
 from ray_maddpg.maddpg.batch import JointBatch
 
@@ -600,10 +601,9 @@ class CompiledOrEager:
                 return self.compiled(*args)
             except Exception as err:  # noqa: BLE001 - torch.compile's failures share no base class
                 self.compiled = None
-                reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
                 warnings.warn(
                     f"compile_losses: torch.compile of {self.name} failed ({type(err).__name__}: "
-                    f"{reason}); it runs eagerly, the same update, slower",
+                    f"{first_line(err)}); it runs eagerly, the same update, slower",
                     RuntimeWarning,
                     stacklevel=2,
                 )
