@@ -12,7 +12,7 @@
 - train on the default ``batched`` backend: simple_spread and simple_world_comm (6 agents);
 - paper budget: the wall time of one whole run of ``presets/paper-simple-spread.yaml`` (1.5M
   env steps, seed 0, no evaluation or checkpoints), minutes on a laptop (``--no-paper-budget``
-  skips it).
+  skips it), and its CPU seconds: the driver (learner), the env runners, Ray's other processes.
 
 ``make bench`` runs it; it prints a table and writes ``bench/results/throughput.json``.
 """
@@ -180,12 +180,14 @@ def train_rate(seconds: float, num_env_runners: int, num_envs: int, **env) -> di
         algo.stop()
 
 
-def paper_budget_wall_s() -> float:
-    """Seconds for one whole paper-budget simple_spread run, as ``ray-maddpg train`` sets it up
-    from the preset (its env runners and envs), minus evaluation and checkpoints."""
+def paper_budget_run() -> dict:
+    """One whole paper-budget simple_spread run, as ``ray-maddpg train`` sets it up from the
+    preset (its env runners and envs), minus evaluation and checkpoints: its wall seconds and
+    where the CPU went (``cpu_used_by_role`` over the run)."""
     experiment = load_experiment(PAPER_PRESET, ["tune={seeds: null}", "evaluation={every_iterations: 0}"])
     algo = algorithm_config(experiment).build_algo()
     try:
+        cpu_before = cpu_by_process()
         start = time.perf_counter()
         last = time.perf_counter()
         while algo._env_steps < experiment.stop["env_steps"]:
@@ -193,9 +195,53 @@ def paper_budget_wall_s() -> float:
             if time.perf_counter() - last > 60:
                 last = time.perf_counter()
                 print(f"  paper budget: {algo._env_steps:,} env steps after {last - start:.0f} s", flush=True)
-        return time.perf_counter() - start
+        wall = time.perf_counter() - start
+        return {"wall_s": wall, "cpu_s": cpu_used_by_role(cpu_before, cpu_by_process())}
     finally:
         algo.stop()
+
+
+def cpu_by_process(root: int | None = None) -> dict[int, tuple[str, float]]:
+    """pid -> (role, CPU seconds so far, user + system) for process ``root`` (default: this one,
+    which holds the learner, the replay buffer and the training loop), role ``driver``, and its
+    living descendants: the env runner actors (``ray::JointEnvRunner``) as ``env_runners``, every
+    other (an embedded Ray's raylet, GCS, dashboard, idle workers) as ``ray_other``. Read from
+    ``/proc``; empty where there is none, or no such process."""
+    if not Path("/proc/self/stat").exists():
+        return {}
+    root = os.getpid() if root is None else root
+    procs = {}  # pid -> (parent pid, cpu seconds, command line)
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # it ended meanwhile
+            continue
+        fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": state, ppid, ...
+        procs[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick, cmdline)
+    if root not in procs:
+        return {}
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _, _) in procs.items():
+        children.setdefault(ppid, []).append(pid)
+    found = {root: ("driver", procs[root][1])}
+    todo = list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        _, cpu, cmdline = procs[pid]
+        found[pid] = ("env_runners" if cmdline.startswith("ray::JointEnvRunner") else "ray_other", cpu)
+        todo += children.get(pid, [])
+    return found
+
+
+def cpu_used_by_role(before: dict, after: dict) -> dict[str, float]:
+    """CPU seconds per role between two ``cpu_by_process`` readings, over the processes alive at
+    the second (one that ended in between is lost, as its CPU time is)."""
+    used = {"driver": 0.0, "env_runners": 0.0, "ray_other": 0.0} if after else {}
+    for pid, (role, cpu) in after.items():
+        used[role] += cpu - (before[pid][1] if pid in before else 0.0)
+    return used
 
 
 def runner_counts(cpus: int) -> list[int]:
@@ -257,7 +303,7 @@ def main() -> None:
             scenario: train_rate(args.seconds, 1, args.num_envs, backend="batched", scenario=scenario)
             for scenario in (SCENARIO, "simple_world_comm")
         }
-        paper_wall = None if args.no_paper_budget else paper_budget_wall_s()
+        paper = None if args.no_paper_budget else paper_budget_run()
     finally:
         ray.shutdown()
 
@@ -284,7 +330,8 @@ def main() -> None:
         "scaling": scaling,
         "batched_train_steps_per_s": batched_train[SCENARIO]["train_steps_per_s"],
         "world_comm_train_steps_per_s": batched_train["simple_world_comm"]["train_steps_per_s"],
-        "paper_budget_simple_spread_wall_s": paper_wall,
+        "paper_budget_simple_spread_wall_s": paper and paper["wall_s"],
+        "paper_budget_cpu_s": paper and paper["cpu_s"],
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
@@ -329,9 +376,15 @@ def main() -> None:
             for scenario, rate in batched_train.items()
         ),
     ]
-    if paper_wall is not None:
+    if paper is not None:
+        cpu = paper["cpu_s"]
+        split = ", ".join(f"{role} {s:,.0f}" for role, s in cpu.items()) if cpu else "not measured here"
         rows.append(
-            ("paper budget, simple_spread (1.5M)", f"{paper_wall:,.0f} s", f"{paper_wall / 60:.1f} min")
+            (
+                "paper budget, simple_spread (1.5M)",
+                f"{paper['wall_s']:,.0f} s",
+                f"{paper['wall_s'] / 60:.1f} min; CPU-s: {split}",
+            )
         )
     for name, value, ratio in rows:
         print(f"  {name:<34} {value:>26}  {ratio}")

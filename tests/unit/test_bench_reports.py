@@ -3,7 +3,9 @@ tables and claims."""
 
 import json
 import math
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 import reproduce  # noqa: E402
 from device_study import Observations, listener_landmarks, parse_args, speaker_code  # noqa: E402
-from throughput import config, learners, runner_counts  # noqa: E402
+from throughput import config, cpu_by_process, cpu_used_by_role, learners, runner_counts  # noqa: E402
 
 from ray_maddpg.envs.batched import make_batched_env  # noqa: E402
 
@@ -53,6 +55,39 @@ def test_the_learner_bench_compares_the_fused_update_with_the_per_module_one():
     learner, fused, _, _ = learners(config(0, 1))
     assert learner._fused is None
     assert fused.agents == ["agent_0", "agent_1", "agent_2"]
+
+
+BURN = "import time\nt = time.process_time()\nwhile time.process_time() - t < {s}: pass\ntime.sleep(60)"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_the_paper_budget_cpu_split_counts_this_process_and_its_descendants_by_role():
+    # Two children that each burn CPU, one named as Ray names an env runner actor, one not;
+    # a process that is not a descendant must not count.
+    runner = f"exec -a ray::JointEnvRunner {sys.executable} -c '{BURN.format(s=0.4)}'"
+    children = [
+        subprocess.Popen(["bash", "-c", runner]),
+        subprocess.Popen([sys.executable, "-c", BURN.format(s=0.2)]),
+    ]
+    try:
+        before = cpu_by_process()
+        start = time.process_time()
+        while time.process_time() - start < 0.3:
+            pass
+        assert 0.25 <= cpu_used_by_role(before, cpu_by_process())["driver"] < 1.0
+        deadline = time.monotonic() + 30  # a loaded machine gives the children their CPU late
+        while time.monotonic() < deadline:
+            used = cpu_used_by_role(before, cpu_by_process())
+            if used["env_runners"] >= 0.35 and used["ray_other"] >= 0.15:
+                break
+            time.sleep(0.2)
+        assert used["env_runners"] >= 0.35 and used["ray_other"] >= 0.15
+        assert {role for role, _ in cpu_by_process(root=children[1].pid).values()} == {"driver"}
+        assert cpu_by_process(root=2**22 + 1) == {}  # no such process
+    finally:
+        for child in children:
+            child.kill()
+            child.wait()
 
 
 def test_speaker_code_counts_goals_with_their_own_message_and_what_a_message_tells():
