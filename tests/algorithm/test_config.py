@@ -21,6 +21,7 @@ DEFAULTS = {
     "replay_buffer_capacity": 1_000_000,
     "num_steps_sampled_before_learning_starts": 25_600,
     "env_steps_per_update": 100,
+    "rollout_fragment_length": "auto",
     "grad_clip": 0.5,
     "actor_logit_penalty": 1e-3,
     "actor_hidden": [64, 64],
@@ -50,6 +51,13 @@ def test_defaults_are_the_papers_settings_but_the_learning_rates():
     assert {name: getattr(config, name) for name in DEFAULTS} == DEFAULTS
     assert config.action_rule_of(discrete=True) == "expected"
     assert config.action_rule_of(discrete=False) == "tanh"
+
+
+@pytest.mark.parametrize(("num_envs", "steps"), [(1, 100), (8, 100), (16, 50), (64, 13), (1024, 1)])
+def test_auto_fragment_keeps_a_sample_near_800_env_steps(num_envs, steps):
+    # The policy is synced once per sample: 64 envs x 100 steps learned simple_spread worse.
+    assert MADDPGConfig().env_runners(num_envs_per_env_runner=num_envs).get_rollout_fragment_length() == steps
+    assert MADDPGConfig().training(rollout_fragment_length=7).get_rollout_fragment_length() == 7
 
 
 def test_every_setting_is_declared_once_and_its_default_passes_its_own_check():
@@ -84,12 +92,21 @@ def test_training_sets_maddpg_and_rllib_settings():
 
 
 def test_validate_lists_every_bad_field_under_its_dotted_name():
-    config = MADDPGConfig().training(critic="global", tau=0.0, policy_delay=0, actor_hidden=[64, -1])
+    config = MADDPGConfig().training(
+        critic="global", tau=0.0, policy_delay=0, actor_hidden=[64, -1], rollout_fragment_length="max"
+    )
     with pytest.raises(ConfigError) as err:
         config.validate()
     fields = {field for field, _ in err.value.problems}
-    assert fields == {"algorithm.critic", "algorithm.tau", "algorithm.policy_delay", "algorithm.actor_hidden"}
+    assert fields == {
+        "algorithm.critic",
+        "algorithm.tau",
+        "algorithm.policy_delay",
+        "algorithm.actor_hidden",
+        "algorithm.rollout_fragment_length",
+    }
     assert "'centralized', 'local'" in str(err.value)
+    assert "must be 'auto' or an integer >= 1" in str(err.value)
 
 
 def test_validate_accepts_a_critic_kind_per_team():

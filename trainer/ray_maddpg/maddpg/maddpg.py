@@ -57,6 +57,8 @@ from ray_maddpg.validation import (
 from ray_maddpg.validation import problems as validation_problems
 
 CRITIC_KINDS = ("centralized", "local")
+AUTO_FRAGMENT_LENGTH = 100  # steps per env per sample with few envs (the paper's update interval)
+AUTO_SAMPLE_ENV_STEPS = 800  # at most this many env steps per sample with many: 8 updates' worth
 NUM_UPDATES_LIFETIME = "num_learner_updates_lifetime"
 UPDATES_PER_ENV_STEP = "updates_per_env_step"
 
@@ -69,6 +71,16 @@ def _per_team(check: Check, message: str) -> Check:
         return None if all(check(v) is None for v in values) else message
 
     return per_team
+
+
+def _auto_or(check: Check) -> Check:
+    """ "auto", or a value ``check`` allows."""
+
+    def auto_or(value: Any) -> str | None:
+        message = None if value == "auto" else check(value)
+        return None if message is None else message.replace("must be", "must be 'auto' or", 1)
+
+    return auto_or
 
 
 @dataclass(frozen=True)
@@ -100,6 +112,15 @@ FIELDS: dict[str, Field] = {
         25_600, int_at_least(0), "env steps before learning (1024 * 25)"
     ),
     "env_steps_per_update": Field(100, int_at_least(1), "joint env steps per update of all agents"),
+    # An env runner's policy is synced once per sample, so a sample of many envs x 100 steps
+    # trains on stale actions: 64 envs x 100 steps (64 updates between syncs) ended simple_spread
+    # at -44 where 64 x 13 and 8 x 100 (8 updates) reach -36 (docs/results.md, "64 envs").
+    "rollout_fragment_length": Field(
+        "auto",
+        _auto_or(int_at_least(1)),
+        f"steps of each env per sample; auto: 100, or fewer so that a sample (this x envs per "
+        f"runner) stays about {AUTO_SAMPLE_ENV_STEPS} env steps",
+    ),
     "grad_clip": Field(
         0.5, optional(number_above(0, strict=True)), "global gradient norm, per network (null: off)"
     ),
@@ -159,7 +180,6 @@ class MADDPGConfig(AlgorithmConfig):
         # RLlib settings that fit MADDPG.
         self.env = "mpe2"
         self.env_runner_cls = JointEnvRunner
-        self.rollout_fragment_length = 100  # env steps per env per sample() call
         self.min_sample_timesteps_per_iteration = 2500  # 100 episodes of 25 steps per train()
         self.merge_env_runner_states = False  # our runners have no connector state
         self.broadcast_env_runner_states = False
@@ -173,6 +193,14 @@ class MADDPGConfig(AlgorithmConfig):
             if value is not NotProvided:
                 setattr(self, name, value)
         return self
+
+    def get_rollout_fragment_length(self, worker_index: int = 0) -> int:
+        """Steps of each env per ``sample()``; "auto": 100, or fewer with more than 8 envs per
+        runner, so that one sample stays about ``AUTO_SAMPLE_ENV_STEPS`` env steps."""
+        if self.rollout_fragment_length != "auto":
+            return int(self.rollout_fragment_length)
+        num_envs = max(1, int(self.num_envs_per_env_runner))
+        return min(AUTO_FRAGMENT_LENGTH, -(-AUTO_SAMPLE_ENV_STEPS // num_envs))
 
     # --- agents, teams and modules ---
 
