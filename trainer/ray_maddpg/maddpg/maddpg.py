@@ -74,7 +74,7 @@ def _per_team(check: Check, message: str) -> Check:
 
 
 def _auto_or(check: Check) -> Check:
-    """ "auto", or a value ``check`` allows."""
+    """The string "auto", or a value ``check`` allows."""
 
     def auto_or(value: Any) -> str | None:
         message = None if value == "auto" else check(value)
@@ -114,7 +114,7 @@ FIELDS: dict[str, Field] = {
     "env_steps_per_update": Field(100, int_at_least(1), "joint env steps per update of all agents"),
     # An env runner's policy is synced once per sample, so a sample of many envs x 100 steps
     # trains on stale actions: 64 envs x 100 steps (64 updates between syncs) ended simple_spread
-    # at -44 where 64 x 13 and 8 x 100 (8 updates) reach -36 (docs/results.md, "64 envs").
+    # at -44 where 64 x 13 and 8 x 100 (8 updates) reach -37 and -34 (docs/results.md, "64 envs").
     "rollout_fragment_length": Field(
         "auto",
         _auto_or(int_at_least(1)),
