@@ -69,14 +69,24 @@ def one_of(*choices: Any) -> Check:
     return check
 
 
+def _or_value(accepted: Any, shown: str, check: Check) -> Check:
+    """``check``, or the value ``accepted`` (named ``shown`` in the message)."""
+
+    def check_or_value(value: Any) -> str | None:
+        message = None if value == accepted else check(value)
+        return None if message is None else message.replace("must be", f"must be {shown} or", 1)
+
+    return check_or_value
+
+
 def optional(check: Check) -> Check:
     """``check``, or null."""
+    return _or_value(None, "null", check)
 
-    def check_optional(value: Any) -> str | None:
-        message = None if value is None else check(value)
-        return None if message is None else message.replace("must be", "must be null or", 1)
 
-    return check_optional
+def auto_or(check: Check) -> Check:
+    """``check``, or the string "auto" (a setting computed from others)."""
+    return _or_value("auto", "'auto'", check)
 
 
 def list_of(check: Check, what: str, *, non_empty: bool = True) -> Check:

@@ -45,6 +45,7 @@ from ray_maddpg.maddpg.torch.maddpg_torch_learner import NUM_UPDATES, MADDPGTorc
 from ray_maddpg.maddpg.torch.maddpg_torch_rl_module import MADDPGTorchRLModule
 from ray_maddpg.validation import (
     Check,
+    auto_or,
     boolean,
     int_at_least,
     list_of,
@@ -71,16 +72,6 @@ def _per_team(check: Check, message: str) -> Check:
         return None if all(check(v) is None for v in values) else message
 
     return per_team
-
-
-def _auto_or(check: Check) -> Check:
-    """The string "auto", or a value ``check`` allows."""
-
-    def auto_or(value: Any) -> str | None:
-        message = None if value == "auto" else check(value)
-        return None if message is None else message.replace("must be", "must be 'auto' or", 1)
-
-    return auto_or
 
 
 @dataclass(frozen=True)
@@ -117,7 +108,7 @@ FIELDS: dict[str, Field] = {
     # at -44 where 64 x 13 and 8 x 100 (8 updates) reach -37 and -34 (docs/results.md, "64 envs").
     "rollout_fragment_length": Field(
         "auto",
-        _auto_or(int_at_least(1)),
+        auto_or(int_at_least(1)),
         f"steps of each env per sample; auto: 100, or fewer so that a sample (this x envs per "
         f"runner) stays about {AUTO_SAMPLE_ENV_STEPS} env steps",
     ),
