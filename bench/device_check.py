@@ -49,6 +49,7 @@ from ray_maddpg.envs.batched import BatchedMPEEnv, make_batched_env  # noqa: E40
 from ray_maddpg.maddpg.batch import JointBatch  # noqa: E402
 from ray_maddpg.maddpg.core import ActionRule, JointActors  # noqa: E402
 from ray_maddpg.maddpg.fused import FusedMADDPG, FusedSettings, plain_modules  # noqa: E402
+from ray_maddpg.memory import keep_freed_memory  # noqa: E402
 
 SCENARIOS = ("simple_spread", "simple_world_comm")
 # Learner sizes: agents -> (scenario, options).
@@ -425,6 +426,7 @@ def main(argv: list[str] | None = None) -> int:
         "python": platform.python_version(),
         "quick": args.quick,
         "compile_losses": args.compile,
+        "glibc_malloc_keeps_freed_memory": keep_freed_memory(),  # as the trainer's processes do
         "settings": cfg,
     }
 

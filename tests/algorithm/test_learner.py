@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from maddpg_helpers import built_learner, joint_batch, small_config
 
+from ray_maddpg.maddpg.maddpg import joint_train_batch, random_replay
 from ray_maddpg.maddpg.torch.maddpg_torch_learner import ACTOR, NUM_UPDATES
 
 
@@ -98,3 +100,70 @@ def test_matd3_with_continuous_actions_updates():
     learner, batch = built_learner(config), joint_batch(config)
     results = _update(learner, batch, num_updates=0)
     assert torch.isfinite(torch.tensor(float(results["agent_0"]["critic_loss"].peek())))
+
+
+def _modules(learner):
+    return {mid: learner.module[mid].unwrapped() for mid in learner.module.keys()}
+
+
+@pytest.mark.parametrize(
+    ("scenario", "env_options", "training"),
+    [
+        ("simple_spread", None, {}),
+        (
+            "simple_spread",
+            {"continuous_actions": True},
+            {"twin_q": True, "policy_delay": 2, "target_noise": 0.2},
+        ),
+        ("simple_tag", None, {"share_parameters": {"adversary": True}, "critic": {"agent": "local"}}),
+    ],
+    ids=["maddpg", "matd3-delay", "shared-team-local-critic"],
+)
+def test_update_joint_equals_learner_update_on_the_same_replay_sample(scenario, env_options, training):
+    """The training path (``update_joint`` on a replay sample) and RLlib's ``Learner.update`` on the
+    same sample as a ``MultiAgentBatch``: the same updates, so the same weights, targets and logs."""
+    config = small_config(scenario, env_options=env_options, **training)
+    size = config.train_batch_size_per_learner
+    sample = random_replay(config, 300).sample(3 * size)
+    timesteps = {"num_env_steps_sampled_lifetime": 0, NUM_UPDATES: 1}
+    learners = []
+    for joint in (False, True):
+        torch.manual_seed(0)
+        learner = built_learner(config)
+        torch.manual_seed(1)  # the same exploration and target noise draws
+        if joint:
+            results = learner.update_joint(sample, minibatch_size=size, timesteps=timesteps)
+        else:
+            results = learner.update(
+                batch=joint_train_batch(sample, config.agent_layout()),
+                minibatch_size=size,
+                num_epochs=1,
+                timesteps=timesteps,
+            )
+        learners.append((learner, results))
+    (per_minibatch, want), (joint, got) = learners
+    for mid, module in _modules(per_minibatch).items():
+        other = _modules(joint)[mid]
+        for name in ("actor", "critic", "target_actor", "target_critic"):
+            for a, b in zip(
+                getattr(module, name).parameters(), getattr(other, name).parameters(), strict=True
+            ):
+                torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-6)
+    for scope, name in (
+        ("__all_modules__", "num_env_steps_trained"),
+        ("__all_modules__", "num_module_steps_trained"),
+        *((mid, name) for mid in _modules(joint) for name in ("critic_loss", "actor_loss", "total_loss")),
+    ):
+        logged = float(got[scope][name].peek())
+        assert logged == pytest.approx(float(want[scope][name].peek()), rel=1e-5), (scope, name)
+        assert logged != 0.0, (scope, name)
+
+
+def test_update_joint_needs_the_fused_update_and_a_whole_minibatch():
+    config = small_config(fused_update=False)
+    sample = random_replay(config, 200).sample(config.train_batch_size_per_learner)
+    timesteps = {"num_env_steps_sampled_lifetime": 0}
+    with pytest.raises(ValueError, match="fused update only"):
+        built_learner(config).update_joint(sample, minibatch_size=64, timesteps=timesteps)
+    with pytest.raises(ValueError, match="no minibatch of 128"):
+        built_learner(small_config()).update_joint(sample, minibatch_size=128, timesteps=timesteps)

@@ -51,6 +51,7 @@ from ray_maddpg.envs.mpe import DEFAULT_BACKEND, ENV_NAME, MPEMultiAgentEnv
 from ray_maddpg.errors import ConfigError
 from ray_maddpg.maddpg import core
 from ray_maddpg.maddpg.batch import JointBatch
+from ray_maddpg.memory import keep_freed_memory
 
 
 def make_joint_env(config) -> Any:
@@ -186,6 +187,7 @@ class JointEnvRunner(EnvRunner, Checkpointable):
         Checkpointable.__init__(self)
         # Runners share cores with the learner; torch's default threads collapse then.
         torch.set_num_threads(1)
+        keep_freed_memory()
         self.num_envs = int(self.config.num_envs_per_env_runner)
         self._rng = np.random.default_rng(self._seed)
         # Exploration noise has its own stream, so the env seeds do not depend on it.

@@ -438,18 +438,8 @@ class MADDPG(Algorithm):
             due = self._num_updates
         if due > self._num_updates:
             # All due updates in one learner call: one minibatch (= one update) each.
-            num = due - self._num_updates
             with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
-                results = self.learner_group.update(
-                    batch=self._train_batch(num),
-                    minibatch_size=self.config.train_batch_size_per_learner,
-                    num_epochs=1,
-                    shuffle_batch_per_epoch=False,
-                    timesteps={
-                        NUM_ENV_STEPS_SAMPLED_LIFETIME: self._env_steps,
-                        NUM_UPDATES: self._num_updates,
-                    },
-                )
+                results = self._update(due - self._num_updates)
             self.metrics.aggregate(results, key=LEARNER_RESULTS)
             self._num_updates = due
             if self.env_runner_group.num_remote_env_runners() == 0:
@@ -491,10 +481,28 @@ class MADDPG(Algorithm):
         )[COMPONENT_LEARNER]
         return {COMPONENT_RL_MODULE: state[COMPONENT_RL_MODULE]}
 
-    def _train_batch(self, num_updates: int = 1) -> MultiAgentBatch:
-        """Replay samples for ``num_updates`` updates (one minibatch each)."""
-        sample = self.replay_buffer.sample(self.config.train_batch_size_per_learner * num_updates)
-        return joint_train_batch(sample, self._layout)
+    def _update(self, num_updates: int) -> list[dict[str, Any]]:
+        """``num_updates`` updates, one replay minibatch each, in one learner call; the results
+        of each learner. The fused update reads the replay sample as it is (``update_joint``),
+        the per-module one through RLlib's ``Learner.update``."""
+        size = self.config.train_batch_size_per_learner
+        sample = self.replay_buffer.sample(size * num_updates)
+        timesteps = {NUM_ENV_STEPS_SAMPLED_LIFETIME: self._env_steps, NUM_UPDATES: self._num_updates}
+        if self.config.fused_update:
+            calls = self.learner_group.foreach_learner(
+                lambda learner: learner.update_joint(sample, minibatch_size=size, timesteps=timesteps)
+            )
+            for call in calls:
+                if not call.ok:
+                    raise call.get()
+            return [call.get() for call in calls]
+        return self.learner_group.update(
+            batch=joint_train_batch(sample, self._layout),
+            minibatch_size=size,
+            num_epochs=1,
+            shuffle_batch_per_epoch=False,
+            timesteps=timesteps,
+        )
 
     # --- checkpoints: counters (and optionally the buffer) next to RLlib's state ---
 
