@@ -3,7 +3,7 @@ run, all on one device (CUDA when there is one, else the CPU).
 
 For a machine with Python, torch and numpy but no Ray and no mpe2 (DESIGN.md, "The GPU machine
 we can test on"): it imports only the Ray-free parts of the package (``envs.batched``,
-``maddpg.core``, ``maddpg.fused``) from this checkout's ``trainer/``, so nothing is installed.
+``maddpg.core``, ``maddpg.fused``, ``memory``) from this checkout's ``trainer/``, so nothing is installed.
 
     python3 bench/device_check.py [--out results.json] [--quick] [--device cpu|cuda] [--compile]
 

@@ -53,7 +53,7 @@ def quick_run(tmp_path_factory):
 def test_the_ray_free_parts_import_without_ray_or_mpe2():
     code = (
         "import sys; import ray_maddpg.envs.batched, ray_maddpg.maddpg.fused, ray_maddpg.maddpg.core,"
-        " ray_maddpg.maddpg.replay, ray_maddpg.maddpg.batch, ray_maddpg.maddpg.layout;"
+        " ray_maddpg.maddpg.replay, ray_maddpg.maddpg.batch, ray_maddpg.maddpg.layout, ray_maddpg.memory;"
         " sys.exit(sorted(m for m in sys.modules"
         f" if m.split('.')[0] in {FORBIDDEN!r}) or None)"
     )

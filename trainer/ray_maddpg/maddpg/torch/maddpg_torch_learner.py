@@ -108,11 +108,6 @@ class MADDPGTorchLearner(TorchLearner):
             self._fused.write_back(self._modules())
         super().after_gradient_based_update(timesteps=timesteps)
 
-    @property
-    def fused(self) -> bool:
-        """Whether this learner runs the fused update (``fused_update``), and so ``update_joint``."""
-        return self._fused is not None
-
     def update_joint(
         self, batch: JointBatch, *, minibatch_size: int, timesteps: dict[str, Any]
     ) -> ResultDict:
