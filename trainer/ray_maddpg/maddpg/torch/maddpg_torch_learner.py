@@ -149,32 +149,22 @@ class MADDPGTorchLearner(TorchLearner):
         """``Learner._log_steps_trained_metrics`` for ``num_updates`` minibatches at once, the same
         totals (RLlib counts every minibatch as the whole sample's env steps)."""
         rows = minibatch_size * num_updates
-        env_steps = rows * num_updates
         for mid in self.module.keys():
             self.metrics.log_value((mid, WEIGHTS_SEQ_NO), self._weights_seq_no, window=1)
             self.metrics.log_value((mid, MODULE_TRAIN_BATCH_SIZE_MEAN), minibatch_size, reduce="mean")
-            self.metrics.log_value((mid, NUM_MODULE_STEPS_TRAINED), rows, reduce="sum")
-            self.metrics.log_value(
-                (mid, NUM_MODULE_STEPS_TRAINED_LIFETIME), rows, reduce="lifetime_sum", with_throughput=True
-            )
-            self.metrics.log_value(
-                (ALL_MODULES, NUM_MODULE_STEPS_TRAINED), rows, reduce="sum", with_throughput=True
-            )
-            self.metrics.log_value(
-                (ALL_MODULES, NUM_MODULE_STEPS_TRAINED_LIFETIME),
-                rows,
-                reduce="lifetime_sum",
-                with_throughput=True,
-            )
-        self.metrics.log_value(
-            (ALL_MODULES, NUM_ENV_STEPS_TRAINED), env_steps, reduce="sum", with_throughput=True
+            self._log_count(mid, NUM_MODULE_STEPS_TRAINED, NUM_MODULE_STEPS_TRAINED_LIFETIME, rows, None)
+            self._log_count(ALL_MODULES, NUM_MODULE_STEPS_TRAINED, NUM_MODULE_STEPS_TRAINED_LIFETIME, rows)
+        self._log_count(
+            ALL_MODULES, NUM_ENV_STEPS_TRAINED, NUM_ENV_STEPS_TRAINED_LIFETIME, rows * num_updates
         )
-        self.metrics.log_value(
-            (ALL_MODULES, NUM_ENV_STEPS_TRAINED_LIFETIME),
-            env_steps,
-            reduce="lifetime_sum",
-            with_throughput=True,
-        )
+
+    def _log_count(
+        self, scope: str, key: str, lifetime_key: str, value: int, throughput: bool | None = True
+    ) -> None:
+        """``value`` added to this call's total and to the run's, as RLlib logs its step counts
+        (the lifetime total always with its throughput; ``throughput`` None: RLlib's default)."""
+        self.metrics.log_value((scope, key), value, reduce="sum", with_throughput=throughput)
+        self.metrics.log_value((scope, lifetime_key), value, reduce="lifetime_sum", with_throughput=True)
 
     def _uncompiled_update(self, batch: dict[str, Any], **kwargs):
         """One MADDPG update of every module: critics, actors, then the target networks."""
