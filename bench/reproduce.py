@@ -368,11 +368,27 @@ def save_trial(scenario: str, variant: str, trial: dict) -> None:
     path.write_text(json.dumps(meta, indent=1) + "\n")
 
 
+def time_left(trial_walls: list[float], remaining: int, jobs: int) -> str:
+    """The rest of the run at the pace so far: the mean wall time of the trials that ended, for
+    each remaining trial, `jobs` at a time. Rough: scenarios differ (speaker-listener's trials
+    take about twice simple_spread's)."""
+    if not trial_walls or remaining <= 0:
+        return ""
+    minutes = round(sum(trial_walls) / len(trial_walls) * remaining / min(jobs, remaining) / 60)
+    if minutes < 1:
+        return "; under a minute left"
+    return (
+        f"; about {minutes // 60} h {minutes % 60} min left"
+        if minutes >= 60
+        else f"; about {minutes} min left"
+    )
+
+
 def run_trials(tasks: list[tuple[str, str, int]], args: argparse.Namespace) -> list[str]:
     """Train every (scenario, variant, seed), `--jobs` at a time, and save each as it ends
     (evaluated one at a time, in this process). Returns what failed."""
     saving = threading.Lock()
-    failed, finished = [], []
+    failed, finished, walls = [], [], []
 
     def one(task: tuple[str, str, int]) -> None:
         scenario, variant, seed = task
@@ -382,9 +398,11 @@ def run_trials(tasks: list[tuple[str, str, int]], args: argparse.Namespace) -> l
             summary = summarize_trial(trial, wall, commit)
             save_trial(scenario, variant, summary)
             finished.append(task)
+            walls.append(wall)
+            left = time_left(walls, len(tasks) - len(finished) - len(failed), args.jobs)
             print(
                 f"done   {scenario} / {variant} / seed {seed} in {wall / 60:.1f} min "
-                f"({len(finished)}/{len(tasks)}): greedy return {summary['evaluation']['return']['mean']:.2f}",
+                f"({len(finished)}/{len(tasks)}{left}): greedy return {summary['evaluation']['return']['mean']:.2f}",
                 flush=True,
             )
 
