@@ -372,16 +372,12 @@ def time_left(trial_walls: list[float], remaining: int, jobs: int) -> str:
     """The rest of the run at the pace so far: the mean wall time of the trials that ended, for
     each remaining trial, `jobs` at a time. Rough: scenarios differ (speaker-listener's trials
     take about twice simple_spread's)."""
+    from ray_maddpg.experiment.progress import format_duration
+
     if not trial_walls or remaining <= 0:
         return ""
-    minutes = round(sum(trial_walls) / len(trial_walls) * remaining / min(jobs, remaining) / 60)
-    if minutes < 1:
-        return "; under a minute left"
-    return (
-        f"; about {minutes // 60} h {minutes % 60} min left"
-        if minutes >= 60
-        else f"; about {minutes} min left"
-    )
+    seconds = sum(trial_walls) / len(trial_walls) * remaining / min(jobs, remaining)
+    return f"; about {format_duration(seconds)} left"
 
 
 def run_trials(tasks: list[tuple[str, str, int]], args: argparse.Namespace) -> list[str]:

@@ -198,9 +198,9 @@ def test_an_unknown_variant_is_refused_with_the_names_allowed(monkeypatch, capsy
 
 
 def test_reproduce_says_how_long_the_rest_takes_at_the_pace_so_far():
-    assert reproduce.time_left([420.0, 480.0], remaining=7, jobs=2) == "; about 26 min left"
-    assert reproduce.time_left([600.0], remaining=20, jobs=2) == "; about 1 h 40 min left"
-    assert reproduce.time_left([300.0], remaining=1, jobs=2) == "; about 5 min left"  # one trial: one job
-    assert reproduce.time_left([20.0], remaining=2, jobs=2) == "; under a minute left"
+    assert reproduce.time_left([420.0, 480.0], remaining=7, jobs=2) == "; about 26m15s left"
+    assert reproduce.time_left([600.0], remaining=20, jobs=2) == "; about 1h40m left"
+    assert reproduce.time_left([300.0], remaining=1, jobs=2) == "; about 5m00s left"  # one trial: one job
+    assert reproduce.time_left([20.0], remaining=2, jobs=2) == "; about 20s left"
     assert reproduce.time_left([], remaining=5, jobs=2) == ""
     assert reproduce.time_left([300.0], remaining=0, jobs=2) == ""
