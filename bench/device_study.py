@@ -303,8 +303,8 @@ def run(args, variant: str, seed: int) -> dict:
         replay.add(obs, actions, rewards, seen(next_obs), terminated)
         env_steps += args.envs
         due = max(0, (env_steps - args.learning_starts) // args.every) - updates
-        for _ in range(due):
-            with torch.autocast(device.torch.type, dtype=torch.bfloat16, enabled=args.bf16_matmuls):
+        with torch.autocast(device.torch.type, dtype=torch.bfloat16, enabled=args.bf16_matmuls):
+            for _ in range(due):
                 learner.update(replay.sample(args.batch))
         updates += due
         if env_steps >= next_eval:
