@@ -38,6 +38,7 @@ DEFAULTS = {
     "action_relaxation": None,
     "sequential_update": True,
     "fused_update": True,
+    "matmul_dtype": "float32",
     "share_parameters": False,
     "store_buffer_in_checkpoints": False,
 }
@@ -93,7 +94,12 @@ def test_training_sets_maddpg_and_rllib_settings():
 
 def test_validate_lists_every_bad_field_under_its_dotted_name():
     config = MADDPGConfig().training(
-        critic="global", tau=0.0, policy_delay=0, actor_hidden=[64, -1], rollout_fragment_length="max"
+        critic="global",
+        tau=0.0,
+        policy_delay=0,
+        actor_hidden=[64, -1],
+        rollout_fragment_length="max",
+        matmul_dtype="float16",
     )
     with pytest.raises(ConfigError) as err:
         config.validate()
@@ -104,9 +110,11 @@ def test_validate_lists_every_bad_field_under_its_dotted_name():
         "algorithm.policy_delay",
         "algorithm.actor_hidden",
         "algorithm.rollout_fragment_length",
+        "algorithm.matmul_dtype",
     }
     assert "'centralized', 'local'" in str(err.value)
     assert "must be 'auto' or an integer >= 1" in str(err.value)
+    assert "float32, bfloat16" in str(err.value)
 
 
 def test_validate_accepts_a_critic_kind_per_team():

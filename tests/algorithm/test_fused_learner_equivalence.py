@@ -10,6 +10,7 @@ makes them draw the same numbers.
 from __future__ import annotations
 
 import copy
+import warnings
 from types import SimpleNamespace
 
 import numpy as np
@@ -232,3 +233,33 @@ def test_the_learner_with_fused_update_equals_the_per_module_learner(sequential)
                     torch.testing.assert_close(
                         torch.as_tensor(p_got[key]), torch.as_tensor(p_want[key]), rtol=1e-4, atol=1e-6
                     )
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "per-module"])
+def test_matmul_dtype_bfloat16_reaches_either_learner_path_and_changes_only_rounding(fused):
+    """``matmul_dtype: bfloat16`` through RLlib's ``Learner.update``: three updates move the
+    weights as float32 does up to bf16 rounding (a few percent of the change; a wrong or missing
+    step would differ by about all of it), and the weights stay float32."""
+    moved = {}
+    for dtype in ("float32", "bfloat16"):
+        config = small_config("simple_adversary", fused_update=fused, matmul_dtype=dtype)
+        torch.manual_seed(0)
+        learner = built_learner(config)
+        nets = [
+            n
+            for mid in learner.module.keys()
+            for n in (learner.module[mid].unwrapped().actor, learner.module[mid].unwrapped().critic)
+        ]
+        start = [p.detach().clone() for net in nets for p in net.parameters()]
+        torch.manual_seed(1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a CPU without AVX512-BF16 runs it slowly
+            for i, (rllib_batch, _, _) in enumerate(_batches(config, 3, dtype=torch.float32)):
+                learner.update(
+                    batch=rllib_batch, timesteps={"num_env_steps_sampled_lifetime": 0, NUM_UPDATES: i}
+                )
+        now = [p.detach() for net in nets for p in net.parameters()]
+        assert {p.dtype for p in now} == {torch.float32}
+        moved[dtype] = torch.cat([(p - s).flatten() for p, s in zip(now, start, strict=True)])
+    relative = ((moved["bfloat16"] - moved["float32"]).norm() / moved["float32"].norm()).item()
+    assert 0 < relative < 0.2, relative

@@ -205,10 +205,12 @@ def test_the_fused_learner_imports_without_ray():
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
-def _updated_twice(compile_losses: bool, **module_kwargs) -> list[torch.Tensor]:
+def _updated_twice(
+    compile_losses: bool, settings: FusedSettings | None = None, **module_kwargs
+) -> list[torch.Tensor]:
     """Every weight (networks and targets) after two updates on fixed batches."""
     mods = modules(**module_kwargs)
-    fused = FusedMADDPG(mods, FusedSettings(), compile_losses=compile_losses)
+    fused = FusedMADDPG(mods, settings or FusedSettings(), compile_losses=compile_losses)
     for seed in (0, 1):
         torch.manual_seed(seed)  # the same noise draws both ways
         fused.update(batch(seed))
@@ -248,3 +250,37 @@ def test_a_failed_compile_runs_the_update_eagerly_with_one_warning(monkeypatch):
     assert "the actor loss failed" in messages[1]
     for e, f in zip(eager, fallback, strict=True):
         torch.testing.assert_close(f, e, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("rule", ["tanh", "expected"])
+def test_bfloat16_matmuls_keep_float32_weights_and_move_them_as_float32_does(rule):
+    """bf16 matmuls change each update by rounding only: weights stay float32, and after two
+    updates their change differs from float32's by a few percent (twin critics' min can flip), not by a
+    wrong step (about 100%)."""
+    start = _updated_twice(False, FusedSettings(actor_lr=0, critic_lr=0, tau=0), rule=rule, twin=True)
+    float32 = _updated_twice(False, rule=rule, twin=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a CPU without AVX512-BF16 runs it slowly
+        bfloat16 = _updated_twice(False, FusedSettings(matmul_dtype="bfloat16"), rule=rule, twin=True)
+    assert {p.dtype for p in bfloat16} == {torch.float32}
+    moved = torch.cat([(f - s).flatten() for f, s in zip(float32, start, strict=True)])
+    moved_bf16 = torch.cat([(b - s).flatten() for b, s in zip(bfloat16, start, strict=True)])
+    assert moved.norm() > 0
+    relative = ((moved_bf16 - moved).norm() / moved.norm()).item()
+    assert 0 < relative < 0.2, relative  # 0: autocast did nothing; a wrong update: about 1
+
+
+def test_matmul_precision_refuses_other_dtypes_and_warns_once_where_bf16_is_emulated(monkeypatch):
+    with pytest.raises(ValueError, match=r"matmul_dtype must be one of float32, bfloat16 \(got 'float16'\)"):
+        core.matmul_precision("float16", "cpu")
+    x = torch.ones(2, 2)
+    with core.matmul_precision("float32", "cpu"):
+        assert (x @ x).dtype == torch.float32
+    monkeypatch.setattr(core, "bf16_is_native", lambda device_type: False)
+    core._warn_slow_bf16.cache_clear()
+    with pytest.warns(RuntimeWarning, match="bfloat16 on a cpu without bf16 matmul units") as caught:
+        for _ in range(2):
+            with core.matmul_precision("bfloat16", "cpu"):
+                assert (x @ x).dtype == torch.bfloat16
+    assert len([w for w in caught if issubclass(w.category, RuntimeWarning)]) == 1
+    core._warn_slow_bf16.cache_clear()

@@ -18,8 +18,12 @@ loss; a continuous actor outputs ``tanh`` in [-1, 1].
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -315,6 +319,53 @@ def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
         t.lerp_(s, tau)
     for t, s in zip(target.buffers(), source.buffers(), strict=True):
         t.copy_(s)
+
+
+# --- matmul precision ---
+
+MATMUL_DTYPES = ("float32", "bfloat16")
+
+
+def matmul_precision(dtype: str, device: torch.device | str) -> contextlib.AbstractContextManager:
+    """A context in which an update's matmuls run in ``dtype`` (``MATMUL_DTYPES``).
+
+    bfloat16 is ``torch.autocast``: matmuls (and the activations after them) in bf16, while the
+    weights, gradients, Adam's state and the losses stay float32. On a CPU with AVX512-BF16 it
+    made a speaker-listener update 1.7x faster and learned the same (docs/results.md).
+    """
+    if dtype not in MATMUL_DTYPES:
+        raise ValueError(f"matmul_dtype must be one of {', '.join(MATMUL_DTYPES)} (got {dtype!r})")
+    if dtype == "float32":
+        return contextlib.nullcontext()
+    device_type = torch.device(device).type
+    if not bf16_is_native(device_type):
+        _warn_slow_bf16(device_type)
+    return torch.autocast(device_type, dtype=torch.bfloat16)
+
+
+@functools.cache
+def bf16_is_native(device_type: str) -> bool:
+    """Whether this machine's ``device_type`` has bf16 matmul units (a GPU that supports bf16, or a
+    CPU with AVX512-BF16 or AMX); elsewhere torch emulates bf16, slower than float32."""
+    if device_type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device_type != "cpu":
+        return False
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:  # not Linux: unknown, so assume not
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+@functools.cache
+def _warn_slow_bf16(device_type: str) -> None:
+    warnings.warn(
+        f"matmul_dtype: bfloat16 on a {device_type} without bf16 matmul units (AVX512-BF16, AMX "
+        f"or a bf16 GPU) is emulated and likely slower than float32",
+        RuntimeWarning,
+        stacklevel=3,
+    )
 
 
 # --- batched inference for the env runner ---

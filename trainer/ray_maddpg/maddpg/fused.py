@@ -69,6 +69,7 @@ class FusedSettings:
     target_noise: float = 0.0  # MATD3: target policy smoothing std (tanh actions)
     target_noise_clip: float = 0.5  # MATD3: clip of that noise
     sequential_update: bool = True  # critic step, then the actors against the updated critics
+    matmul_dtype: str = "float32"  # float32, or bfloat16 under torch.autocast (core.matmul_precision)
 
     @classmethod
     def from_config(cls, config: Any) -> FusedSettings:
@@ -351,8 +352,12 @@ class FusedMADDPG:
         """``update`` on a batch already split per agent: ``data[column][agent id]`` for the
         columns ``obs``, ``actions``, ``next_obs``, ``rewards`` and ``terminated`` (as the
         RLlib learner's ``_per_agent`` gives them)."""
-        dtype = data["rewards"][self.agents[0]].dtype
-        data = {**data, "terminated": {a: t.to(dtype) for a, t in data["terminated"].items()}}
+        rewards = data["rewards"][self.agents[0]]
+        data = {**data, "terminated": {a: t.to(rewards.dtype) for a, t in data["terminated"].items()}}
+        with core.matmul_precision(self.settings.matmul_dtype, rewards.device):
+            return self._update(data)
+
+    def _update(self, data: Mapping[str, Mapping[str, torch.Tensor]]) -> Metrics:
         update_actors = self.num_updates % self.settings.policy_delay == 0
         metrics: Metrics = {mid: {} for mid in self.module_ids}
         self._set_gradients(self.critics, self._critic_loss_of(data, metrics), metrics)

@@ -169,8 +169,9 @@ class MADDPGTorchLearner(TorchLearner):
     def _uncompiled_update(self, batch: dict[str, Any], **kwargs):
         """One MADDPG update of every module: critics, actors, then the target networks."""
         if self._fused is None:
-            return self._per_module_update(batch)
-        return self._fused_update(batch)
+            with core.matmul_precision(self.config.matmul_dtype, self.device):
+                return self._per_module_update(batch)
+        return self._fused_update(batch)  # FusedMADDPG applies matmul_dtype itself
 
     def _fused_update(self, batch: dict[str, Any]):
         """``FusedMADDPG.update`` on the batch's per-agent columns (the weights reach the modules
