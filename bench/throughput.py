@@ -5,14 +5,17 @@
 - batched sampling: the same with ``env.backend: batched`` at 1 to 4096 envs per runner,
   against a raw rate measured right before;
 - learner: full MADDPG updates/s (all agents, batch 1024), per-module learner vs the fused
-  update (``maddpg/fused.py``) in alternating rounds: ``fused_learner_speedup``;
+  update (``maddpg/fused.py``) in alternating rounds: ``fused_learner_speedup``; and, where the
+  CPU has bf16 matmul units, the fused update with ``matmul_dtype: bfloat16`` in the same rounds;
 - train: end-to-end ``MADDPG.train()`` at the paper's schedule (one update of batch 1024
   per 100 env steps) with remote env runners, after learning has started;
 - scaling: the train rate for 1, 2, ... env runners up to the CPU count;
 - train on the default ``batched`` backend: simple_spread and simple_world_comm (6 agents);
 - paper budget: the wall time of one whole run of ``presets/paper-simple-spread.yaml`` (1.5M
   env steps, seed 0, no evaluation or checkpoints), minutes on a laptop (``--no-paper-budget``
-  skips it), and its CPU seconds: the driver (learner), the env runners, Ray's other processes.
+  skips it), and its CPU seconds: the driver (learner), the env runners, Ray's other processes;
+  then, where the CPU has bf16 matmul units, the same run with ``matmul_dtype: bfloat16``
+  (``--no-bf16`` skips the bf16 figures).
 
 ``make bench`` runs it; it prints a table and writes ``bench/results/throughput.json``.
 """
@@ -20,6 +23,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -34,8 +38,9 @@ from ray_maddpg.envs.mpe import MPEMultiAgentEnv
 from ray_maddpg.experiment.runner import algorithm_config, connect
 from ray_maddpg.experiment.schema import load_experiment
 from ray_maddpg.maddpg import MADDPGConfig
+from ray_maddpg.maddpg.core import bf16_is_native
 from ray_maddpg.maddpg.env_runner import JointEnvRunner
-from ray_maddpg.maddpg.fused import FusedMADDPG
+from ray_maddpg.maddpg.fused import FusedMADDPG, FusedSettings
 from ray_maddpg.maddpg.maddpg import joint_train_batch, random_replay
 from ray_maddpg.maddpg.torch.maddpg_torch_learner import NUM_UPDATES
 
@@ -124,14 +129,18 @@ def learners(cfg: MADDPGConfig) -> tuple:
     return learner, fused, random_replay(cfg, 4096), layout
 
 
-def learner_rates(seconds: float, updates_per_call: int = 10, rounds: int = 5) -> dict:
+def learner_rates(seconds: float, bf16: bool, updates_per_call: int = 10, rounds: int = 5) -> dict:
     """Updates/s of the per-module learner (``Learner.update``, batch 1024, all agents) and of
     the fused update (``FusedMADDPG`` over the same modules, its batch straight from the buffer as
     tensors), measured in alternating rounds so that both see the same machine (a shared box
-    drifts); the speedup is the median of the rounds' ratios."""
+    drifts); the speedup is the median of the rounds' ratios. ``bf16``: also the fused update
+    with bf16 matmuls (its own copy of the networks), in the same rounds."""
     cfg = config(0, 1)
     learner, fused, buffer, layout = learners(cfg)
     size = cfg.train_batch_size_per_learner
+    modules = {mid: learner.module[mid].unwrapped() for mid in layout.modules}
+    settings = FusedSettings.from_config(cfg)
+    fused_bf16 = FusedMADDPG(modules, dataclasses.replace(settings, matmul_dtype="bfloat16"))
 
     def per_module_update(n: int) -> None:
         batch = joint_train_batch(buffer.sample(size * updates_per_call), layout)
@@ -140,6 +149,10 @@ def learner_rates(seconds: float, updates_per_call: int = 10, rounds: int = 5) -
     def fused_update(n: int) -> None:
         for _ in range(updates_per_call):
             fused.update(buffer.sample(size).to_torch())
+
+    def fused_bf16_update(n: int) -> None:
+        for _ in range(updates_per_call):
+            fused_bf16.update(buffer.sample(size).to_torch())
 
     def rate(update, seconds: float) -> float:
         updates, start = 0, time.perf_counter()
@@ -150,16 +163,24 @@ def learner_rates(seconds: float, updates_per_call: int = 10, rounds: int = 5) -
 
     per_module_update(0)
     fused_update(0)
-    per_module, fused_rates = [], []
+    if bf16:
+        fused_bf16_update(0)
+    per_module, fused_rates, bf16_rates = [], [], []
     for _ in range(rounds):
         per_module.append(rate(per_module_update, seconds / rounds))
         fused_rates.append(rate(fused_update, seconds / rounds))
+        if bf16:
+            bf16_rates.append(rate(fused_bf16_update, seconds / rounds))
     ratios = [f / p for f, p in zip(fused_rates, per_module, strict=True)]
+    bf16_ratios = [b / p for b, p in zip(bf16_rates, per_module, strict=False)]
     return {
         "learner_updates_per_s": float(np.median(per_module)),
         "fused_learner_updates_per_s": float(np.median(fused_rates)),
         "fused_learner_speedup": float(np.median(ratios)),
         "fused_learner_speedup_per_round": ratios,
+        "fused_learner_bf16_updates_per_s": float(np.median(bf16_rates)) if bf16 else None,
+        "fused_learner_bf16_speedup": float(np.median(bf16_ratios)) if bf16 else None,
+        "fused_learner_bf16_speedup_per_round": bf16_ratios,
     }
 
 
@@ -184,11 +205,16 @@ def train_rate(seconds: float, num_env_runners: int, num_envs: int, **env) -> di
         algo.stop()
 
 
-def paper_budget_run() -> dict:
+def paper_budget_run(matmul_dtype: str = "float32") -> dict:
     """One whole paper-budget simple_spread run, as ``ray-maddpg train`` sets it up from the
     preset (its env runners and envs), minus evaluation and checkpoints: its wall seconds and
     where the CPU went (``cpu_used_by_role`` over the run)."""
-    experiment = load_experiment(PAPER_PRESET, ["tune={seeds: null}", "evaluation={every_iterations: 0}"])
+    overrides = [
+        "tune={seeds: null}",
+        "evaluation={every_iterations: 0}",
+        f"algorithm.matmul_dtype={matmul_dtype}",
+    ]
+    experiment = load_experiment(PAPER_PRESET, overrides)
     algo = algorithm_config(experiment).build_algo()
     try:
         cpu_before = cpu_by_process()
@@ -198,7 +224,10 @@ def paper_budget_run() -> dict:
             algo.train()
             if time.perf_counter() - last > 60:
                 last = time.perf_counter()
-                print(f"  paper budget: {algo._env_steps:,} env steps after {last - start:.0f} s", flush=True)
+                print(
+                    f"  paper budget ({matmul_dtype}): {algo._env_steps:,} env steps after {last - start:.0f} s",
+                    flush=True,
+                )
         wall = time.perf_counter() - start
         return {"wall_s": wall, "cpu_s": cpu_used_by_role(cpu_before, cpu_by_process())}
     finally:
@@ -274,7 +303,13 @@ def main() -> None:
     parser.add_argument(
         "--no-paper-budget", action="store_true", help="skip the whole paper-budget run (minutes)"
     )
+    parser.add_argument(
+        "--no-bf16",
+        action="store_true",
+        help="skip the bf16-matmul figures (run only where the CPU has bf16)",
+    )
     args = parser.parse_args()
+    bf16 = bf16_is_native("cpu") and not args.no_bf16
 
     torch.set_num_threads(1)
     cpus = os.cpu_count() or 1
@@ -284,7 +319,7 @@ def main() -> None:
     batched_ratio = next(
         r["ratio_to_raw"] for r in batched["rows"] if r["num_envs_per_env_runner"] == BATCHED_RATIO_AT
     )
-    learner = learner_rates(2 * args.seconds)
+    learner = learner_rates(2 * args.seconds, bf16)
     connect(None)  # an embedded local Ray, with the CLI's retries on a saturated machine
     try:
         # Each training rate is compared with the raw rate measured right after it.
@@ -308,6 +343,7 @@ def main() -> None:
             for scenario in (SCENARIO, "simple_world_comm")
         }
         paper = None if args.no_paper_budget else paper_budget_run()
+        paper_bf16 = paper_budget_run("bfloat16") if paper is not None and bf16 else None
     finally:
         ray.shutdown()
 
@@ -336,6 +372,8 @@ def main() -> None:
         "world_comm_train_steps_per_s": batched_train["simple_world_comm"]["train_steps_per_s"],
         "paper_budget_simple_spread_wall_s": paper and paper["wall_s"],
         "paper_budget_cpu_s": paper and paper["cpu_s"],
+        "paper_budget_simple_spread_bf16_wall_s": paper_bf16 and paper_bf16["wall_s"],
+        "paper_budget_bf16_cpu_s": paper_bf16 and paper_bf16["cpu_s"],
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
@@ -365,6 +403,18 @@ def main() -> None:
             f"{learner['fused_learner_speedup']:.2f}x the learner (rounds: "
             f"{', '.join(f'{r:.2f}' for r in learner['fused_learner_speedup_per_round'])})",
         ),
+        *(
+            [
+                (
+                    "fused learner, bf16 matmuls",
+                    f"{learner['fused_learner_bf16_updates_per_s']:,.1f} updates/s",
+                    f"{learner['fused_learner_bf16_speedup']:.2f}x the learner (rounds: "
+                    f"{', '.join(f'{r:.2f}' for r in learner['fused_learner_bf16_speedup_per_round'])})",
+                )
+            ]
+            if bf16
+            else []
+        ),
         (
             "training, 1 remote env runner",
             f"{train['train_steps_per_s']:,.0f} env steps/s",
@@ -380,14 +430,16 @@ def main() -> None:
             for scenario, rate in batched_train.items()
         ),
     ]
-    if paper is not None:
-        cpu = paper["cpu_s"]
+    for label, run in (("", paper), (", bf16 matmuls", paper_bf16)):
+        if run is None:
+            continue
+        cpu = run["cpu_s"]
         split = ", ".join(f"{role} {s:,.0f}" for role, s in cpu.items()) if cpu else "not measured here"
         rows.append(
             (
-                "paper budget, simple_spread (1.5M)",
-                f"{paper['wall_s']:,.0f} s",
-                f"{paper['wall_s'] / 60:.1f} min; CPU-s: {split}",
+                f"paper budget, simple_spread (1.5M){label}",
+                f"{run['wall_s']:,.0f} s",
+                f"{run['wall_s'] / 60:.1f} min; CPU-s: {split}",
             )
         )
     for name, value, ratio in rows:

@@ -204,3 +204,28 @@ def test_reproduce_says_how_long_the_rest_takes_at_the_pace_so_far():
     assert reproduce.time_left([20.0], remaining=2, jobs=2) == "; about 20s left"
     assert reproduce.time_left([], remaining=5, jobs=2) == ""
     assert reproduce.time_left([300.0], remaining=0, jobs=2) == ""
+
+
+@pytest.mark.parametrize(
+    ("choice", "native", "spread", "listener", "plan"),
+    [
+        ("auto", True, "float32", "bfloat16", "float32, bfloat16 for simple_speaker_listener"),
+        ("auto", False, "float32", "float32", "float32"),  # emulated bf16 would be slower
+        ("bfloat16", False, "bfloat16", "bfloat16", "bfloat16"),
+        ("float32", True, "float32", "float32", "float32"),
+    ],
+)
+def test_reproduce_runs_bf16_matmuls_only_where_they_were_checked_and_the_cpu_has_them(
+    choice, native, spread, listener, plan
+):
+    args = reproduce.argparse.Namespace(matmul_dtype=choice, bf16_native=native)
+    assert reproduce.matmul_dtype("simple_spread", args) == spread
+    assert reproduce.matmul_dtype("simple_speaker_listener", args) == listener
+    assert reproduce.matmul_plan(["simple_spread", "simple_speaker_listener"], args) == plan
+
+
+def test_reproduce_refuses_a_trial_without_envs(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["reproduce.py", "--envs", "0"])
+    with pytest.raises(SystemExit):
+        reproduce.main()
+    assert "--envs must be at least 1 (got 0)" in capsys.readouterr().err
