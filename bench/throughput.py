@@ -40,7 +40,7 @@ from ray_maddpg.experiment.schema import load_experiment
 from ray_maddpg.maddpg import MADDPGConfig
 from ray_maddpg.maddpg.core import bf16_is_native
 from ray_maddpg.maddpg.env_runner import JointEnvRunner
-from ray_maddpg.maddpg.fused import FusedMADDPG, FusedSettings
+from ray_maddpg.maddpg.fused import FusedMADDPG
 from ray_maddpg.maddpg.maddpg import joint_train_batch, random_replay
 from ray_maddpg.maddpg.torch.maddpg_torch_learner import NUM_UPDATES
 
@@ -138,21 +138,22 @@ def learner_rates(seconds: float, bf16: bool, updates_per_call: int = 10, rounds
     cfg = config(0, 1)
     learner, fused, buffer, layout = learners(cfg)
     size = cfg.train_batch_size_per_learner
-    modules = {mid: learner.module[mid].unwrapped() for mid in layout.modules}
-    settings = FusedSettings.from_config(cfg)
-    fused_bf16 = FusedMADDPG(modules, dataclasses.replace(settings, matmul_dtype="bfloat16"))
+    fused_bf16 = FusedMADDPG.from_modules(
+        fused.modules, dataclasses.replace(fused.settings, matmul_dtype="bfloat16")
+    )
 
     def per_module_update(n: int) -> None:
         batch = joint_train_batch(buffer.sample(size * updates_per_call), layout)
         learner.update(batch=batch, minibatch_size=size, num_epochs=1, timesteps={NUM_UPDATES: n})
 
-    def fused_update(n: int) -> None:
-        for _ in range(updates_per_call):
-            fused.update(buffer.sample(size).to_torch())
+    def fused_updates(learner: FusedMADDPG):
+        def update(n: int) -> None:
+            for _ in range(updates_per_call):
+                learner.update(buffer.sample(size).to_torch())
 
-    def fused_bf16_update(n: int) -> None:
-        for _ in range(updates_per_call):
-            fused_bf16.update(buffer.sample(size).to_torch())
+        return update
+
+    fused_update, fused_bf16_update = fused_updates(fused), fused_updates(fused_bf16)
 
     def rate(update, seconds: float) -> float:
         updates, start = 0, time.perf_counter()
