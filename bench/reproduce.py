@@ -122,6 +122,7 @@ def train(scenario: str, variant: str, seed: int, args: argparse.Namespace) -> t
         "resources.num_env_runners": 0,
         "resources.num_envs_per_env_runner": args.envs,
         "algorithm.matmul_dtype": matmul_dtype(scenario, args),
+        "env.compile": args.compile_env,
         "evaluation.every_iterations": 0,
         "checkpoint.every_iterations": 100,
         **{f"algorithm.{k}": v for k, v in variants[variant].items()},
@@ -202,6 +203,7 @@ def summarize_trial(trial: Path, wall: float, commit: str) -> dict:
         "git_commit": commit,  # the checkout the trial started from
         "matmul_dtype": params.get("matmul_dtype", "float32"),
         "num_envs": params.get("num_envs_per_env_runner"),
+        "env_compile": bool(params.get("env_config", {}).get("compile", False)),
         **evaluations(trial),
         "curve": {k: v[:: max(1, len(v) // 200)] for k, v in curve.items()},
     }
@@ -469,6 +471,13 @@ def main() -> None:
         "CPU with AVX512-BF16 or AMX (1.7x faster updates, the same learning; docs/results.md), "
         "float32 elsewhere",
     )
+    parser.add_argument(
+        "--compile-env",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="step each trial's batched envs through torch.compile (env.compile; default on: 2x cheaper "
+        "sampling at 8 envs, about 10 s to compile; eager with a warning where it cannot compile)",
+    )
     parser.add_argument("--results-dir", type=Path, default=ROOT / "results" / "reproduce")
     parser.add_argument(
         "--out",
@@ -528,7 +537,8 @@ def main() -> None:
         ]
         print(
             f"reproduce: {len(tasks)} trial{'s' * (len(tasks) != 1)}, {args.jobs} at a time, {args.envs} envs "
-            f"each; matmuls: {matmul_plan(scenarios, args)}; each is saved as it ends",
+            f"each{', env step compiled' if args.compile_env else ''}; matmuls: {matmul_plan(scenarios, args)}; "
+            "each is saved as it ends",
             flush=True,
         )
         failed = run_trials(tasks, args)

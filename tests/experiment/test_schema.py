@@ -127,6 +127,14 @@ def test_env_backend_is_batched_or_mpe2_and_reaches_the_env_config():
     assert "env.render_mode" in problems_of(with_(env={"backend": "batched", "render_mode": "human"}))
 
 
+def test_env_compile_reaches_the_env_config_and_needs_the_batched_backend():
+    experiment = validate_experiment(with_(env={"compile": True}))
+    assert experiment.env_config == {"scenario": "simple_spread", "compile": True}
+    assert problems_of(with_(env={"backend": "mpe2", "compile": True}))["env.compile"] == (
+        "compiles the batched envs' step; set env.backend: batched"
+    )
+
+
 def test_each_grid_value_is_validated():
     bad = with_(algorithm={"actor_lr": {"grid_search": [0.01, -0.5]}})
     assert "-0.5" in problems_of(bad)["algorithm.actor_lr"]

@@ -14,6 +14,8 @@ values the wrapper computes from them. They sit on a 2^-11 grid, so that mpe2's 
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -129,11 +131,19 @@ def assert_observations_match(
         assert_close(f"agent {i} observation", np.stack([o[i] for o in mpe_obs]), obs.numpy(), context)
 
 
-def run_episodes(scenario: str, options: dict, continuous: bool, episodes: int, seed: int) -> None:
+def run_episodes(
+    scenario: str, options: dict, continuous: bool, episodes: int, seed: int, compile_step: bool = False
+) -> None:
     rng = np.random.default_rng(seed)
     mpe_envs = [make_env(scenario, continuous_actions=continuous, **options) for _ in range(BATCH)]
     env = make_batched_env(
-        scenario, BATCH, dtype=torch.float64, continuous_actions=continuous, seed=seed, **options
+        scenario,
+        BATCH,
+        dtype=torch.float64,
+        continuous_actions=continuous,
+        seed=seed,
+        compile_step=compile_step,
+        **options,
     )
     assert env.agents == mpe_envs[0].possible_agents
     layout = AgentLayout.from_env(mpe_envs[0])
@@ -161,6 +171,41 @@ def run_episodes(scenario: str, options: dict, continuous: bool, episodes: int, 
 def test_batched_env_steps_exactly_like_mpe2(case, continuous):
     scenario, options, episodes = case
     run_episodes(scenario, options, continuous, episodes, seed=1 + continuous)
+
+
+# The heaviest step (world_comm's forests and food), early termination, and a speaking agent.
+COMPILED_CASES = [
+    ("simple_world_comm", {}, True),
+    ("simple_tag", {"terminate_on_success": True}, False),
+    ("simple_speaker_listener", {}, False),
+]
+
+
+@pytest.mark.parametrize(
+    "case", COMPILED_CASES, ids=[f"{c[0]}-{'cont' if c[2] else 'disc'}" for c in COMPILED_CASES]
+)
+def test_a_compiled_step_is_as_exact(case):
+    """``env.compile``: the same contract through torch.compile (inductor fuses the ops, so rounding
+    may differ from eager, never by more than the 1e-5 allowed against mpe2)."""
+    scenario, options, continuous = case
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a fallback to eager would test eager again
+        run_episodes(scenario, options, continuous, episodes=2 * BATCH, seed=5, compile_step=True)
+
+
+def test_a_failed_compile_steps_eagerly_with_one_warning(monkeypatch):
+    def broken_compile(fn, **kwargs):
+        def run(*args):
+            raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found")
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    with pytest.warns(
+        RuntimeWarning, match="env.compile: torch.compile of the batched env step failed"
+    ) as caught:
+        run_episodes("simple_spread", {}, False, episodes=BATCH, seed=6, compile_step=True)
+    assert len([w for w in caught if issubclass(w.category, RuntimeWarning)]) == 1
 
 
 @pytest.mark.parametrize("scenario", ["simple_spread", "simple_tag"])

@@ -219,11 +219,31 @@ def test_the_backend_option_is_checked_and_never_reaches_mpe2(monkeypatch):
     module = importlib.import_module(SCENARIOS["simple"].module)
     raw_env, seen = module.raw_env, []
     monkeypatch.setattr(module, "raw_env", lambda **options: seen.append(options) or raw_env(**options))
-    MPEMultiAgentEnv({"scenario": "simple", "backend": "batched", "max_cycles": 5})
+    MPEMultiAgentEnv({"scenario": "simple", "backend": "batched", "compile": True, "max_cycles": 5})
     assert seen == [{"max_cycles": 5}]
     with pytest.raises(ConfigError) as err:
         validate_env_config("simple", {"backend": "jax"})
     assert err.value.problems == [("env.backend", "must be one of mpe2, batched (got 'jax')")]
+
+
+def test_env_compile_is_a_boolean_for_the_batched_backend_only():
+    validate_env_config("simple", {"compile": True})  # the default backend is batched
+    validate_env_config("simple", {"backend": "mpe2", "compile": False})
+    with pytest.raises(ConfigError) as err:
+        validate_env_config("simple", {"compile": "yes"})
+    assert err.value.problems == [("env.compile", "must be true or false (got 'yes')")]
+    with pytest.raises(ConfigError) as err:
+        validate_env_config("simple", {"backend": "mpe2", "compile": True})
+    assert err.value.problems == [
+        ("env.compile", "compiles the batched envs' step; set env.backend: batched")
+    ]
+    with pytest.raises(ConfigError) as err:
+        validate_env_config("simple", {"compiled": True})
+    assert err.value.problems[0] == (
+        "env.compiled",
+        "unknown option for simple; allowed: backend, benchmark_data, compile, continuous_actions, "
+        "dynamic_rescaling, max_cycles, render_mode",
+    )
 
 
 def test_the_batched_backend_refuses_render_mode_since_mpe2_stays_the_renderer():

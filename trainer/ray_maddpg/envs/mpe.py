@@ -21,7 +21,7 @@ from ray.rllib.env.multi_agent_env import MultiAgentEnv
 from ray_maddpg.envs.options import option_check
 from ray_maddpg.errors import ConfigError
 from ray_maddpg.maddpg.layout import team_of, teams_of  # noqa: F401  (re-exported by ray_maddpg.envs)
-from ray_maddpg.validation import one_of, problem
+from ray_maddpg.validation import boolean, one_of, problem
 
 ENV_NAME = "mpe2"
 """The name under which ``register_mpe_env`` registers the env with Tune."""
@@ -31,6 +31,10 @@ BACKENDS = ("mpe2", "batched")
 torch port in ``envs/batched``, all of a runner's envs as tensors (tested equal to mpe2 step by
 step). Evaluation and rendering always step mpe2."""
 DEFAULT_BACKEND = "batched"
+
+RUNNER_OPTIONS = ("backend", "compile")
+"""``env`` keys for the env runner, not mpe2 options: what steps the envs, and whether the
+batched backend's step runs through ``torch.compile`` (``compile``, default false)."""
 
 # mpe2 options the batched backend takes only at their default: mpe2 stays the renderer and
 # the source of benchmark infos.
@@ -105,10 +109,10 @@ def validate_env_config(scenario: Any, options: Mapping[str, Any], field_prefix:
         raise ConfigError([(f"{prefix}scenario", f"{what}; allowed: {allowed}")])
     problems = _backend_problems(options, prefix)
     for name, value in options.items():
-        if name == "backend":
+        if name in RUNNER_OPTIONS:
             continue
         if name not in spec.options:
-            allowed = ", ".join(sorted((*spec.options, "backend")))
+            allowed = ", ".join(sorted((*spec.options, *RUNNER_OPTIONS)))
             problems.append((f"{prefix}{name}", f"unknown option for {scenario}; allowed: {allowed}"))
             continue
         if (message := problem(option_check(scenario, name), value)) is not None:
@@ -122,7 +126,12 @@ def _backend_problems(options: Mapping[str, Any], prefix: str) -> list[tuple[str
     backend = options.get("backend", DEFAULT_BACKEND)
     if (message := problem(one_of(*BACKENDS), backend)) is not None:
         return [(f"{prefix}backend", message)]
+    compile_step = options.get("compile", False)
+    if (message := problem(boolean, compile_step)) is not None:
+        return [(f"{prefix}compile", message)]
     if backend != "batched":
+        if compile_step:
+            return [(f"{prefix}compile", f"compiles the batched envs' step; set {prefix}backend: batched")]
         return []
     return [
         (
@@ -154,7 +163,8 @@ class MPEMultiAgentEnv(MultiAgentEnv):
         config = dict(config or {})
         scenario = config.pop("scenario", None)
         validate_env_config(scenario, config)
-        config.pop("backend", None)  # the env runner's choice, not an mpe2 option
+        for name in RUNNER_OPTIONS:  # the env runner's choices, not mpe2 options
+            config.pop(name, None)
         super().__init__()
         self.scenario = scenario
         self.render_mode = config.get("render_mode")

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ray_maddpg.envs import make_env, teams_of
+from ray_maddpg.envs.mpe import RUNNER_OPTIONS
 from ray_maddpg.errors import ConfigError
 from ray_maddpg.experiment.metrics import EpisodeMetrics, episode_metrics, summarize
 
@@ -64,7 +65,8 @@ def run_episodes(
     metrics); a study can pass its own.
     """
     config = dict(env_config or policy.env_config)
-    config.pop("backend", None)  # evaluation and rendering always step mpe2
+    for name in RUNNER_OPTIONS:  # evaluation and rendering always step mpe2 itself
+        config.pop(name, None)
     if render:
         config["render_mode"] = "rgb_array"
     scenario = config.pop("scenario")

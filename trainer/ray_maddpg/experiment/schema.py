@@ -316,7 +316,12 @@ def _check_env(scenario: Any, env: Any, problems: list) -> dict[str, Any] | None
     from ray_maddpg.envs import validate_env_config
 
     if not isinstance(env, dict):
-        problems.append(("env", "must be a mapping of scenario options (and backend: mpe2 or batched)"))
+        problems.append(
+            (
+                "env",
+                "must be a mapping of scenario options (and backend: mpe2 or batched; compile: true or false)",
+            )
+        )
         return None
     variants = _candidates(env, "env", problems) or ([] if search_paths(env) else [env])
     before = len(problems)

@@ -47,7 +47,7 @@ from ray.rllib.utils.metrics import (
 )
 
 from ray_maddpg.envs.batched import BatchedMPEEnv, make_batched_env
-from ray_maddpg.envs.mpe import DEFAULT_BACKEND, ENV_NAME, MPEMultiAgentEnv
+from ray_maddpg.envs.mpe import DEFAULT_BACKEND, ENV_NAME, RUNNER_OPTIONS, MPEMultiAgentEnv
 from ray_maddpg.errors import ConfigError
 from ray_maddpg.maddpg import core
 from ray_maddpg.maddpg.batch import JointBatch
@@ -209,9 +209,14 @@ class JointEnvRunner(EnvRunner, Checkpointable):
         self._obs = None
         if env_backend(self.config) == "batched":
             first.close()
-            options = {k: v for k, v in self.config.env_config.items() if k not in ("scenario", "backend")}
+            env_config = self.config.env_config
+            options = {k: v for k, v in env_config.items() if k not in ("scenario", *RUNNER_OPTIONS)}
             self.env = make_batched_env(
-                self.config.env_config["scenario"], self.num_envs, seed=self._seed, **options
+                env_config["scenario"],
+                self.num_envs,
+                seed=self._seed,
+                compile_step=bool(env_config.get("compile", False)),
+                **options,
             )
             self._batched = BatchedRollout(self.env)
         else:

@@ -37,8 +37,7 @@ reads them again, e.g. after a checkpoint restore.
 from __future__ import annotations
 
 import copy
-import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from types import SimpleNamespace
 from typing import Any
@@ -46,7 +45,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ray_maddpg.errors import first_line
+from ray_maddpg.compiling import CompiledOrEager
 from ray_maddpg.maddpg import core
 from ray_maddpg.maddpg.batch import JointBatch
 
@@ -328,8 +327,10 @@ class FusedMADDPG:
         self._critic_loss_of = self._critic_loss
         self._actor_loss_of = self._actor_loss
         if compile_losses:
-            self._critic_loss_of = CompiledOrEager(self._critic_loss, "the critic loss")
-            self._actor_loss_of = CompiledOrEager(self._actor_loss, "the actor loss")
+            # Only the losses: a compiled whole update breaks its graph at autograd.grad and at
+            # the fused Adam, and measured no faster than eager.
+            self._critic_loss_of = CompiledOrEager(self._critic_loss, "the critic loss", "compile_losses")
+            self._actor_loss_of = CompiledOrEager(self._actor_loss, "the actor loss", "compile_losses")
 
     @classmethod
     def from_modules(cls, modules: Mapping[str, Any], config: Any) -> FusedMADDPG:
@@ -584,35 +585,6 @@ class FusedMADDPG:
         return zip(
             group.slices(g), _mlps(module, group.kind), _mlps(module, group.kind, target=True), strict=True
         )
-
-
-class CompiledOrEager:
-    """``torch.compile(fn)``, falling back to ``fn`` itself, with one warning, when compiling fails
-    (inductor needs a C++ compiler for CPU kernels, which e.g. a CUDA runtime image lacks).
-
-    Only the losses are compiled: a compiled whole update breaks its graph at ``autograd.grad``
-    and at the fused Adam, and measured no faster than eager. The graphs are specialised to the
-    batch's shapes (``dynamic=False``): a run keeps one batch size. Inductor caches what it built
-    on disk, so a later run on the same machine starts in seconds, the first in about a minute.
-    """
-
-    def __init__(self, fn: Callable[..., torch.Tensor], name: str):
-        self.fn, self.name = fn, name
-        self.compiled: Callable[..., torch.Tensor] | None = torch.compile(fn, dynamic=False)
-
-    def __call__(self, *args: Any) -> torch.Tensor:
-        if self.compiled is not None:
-            try:
-                return self.compiled(*args)
-            except Exception as err:  # noqa: BLE001 - torch.compile's failures share no base class
-                self.compiled = None
-                warnings.warn(
-                    f"compile_losses: torch.compile of {self.name} failed ({type(err).__name__}: "
-                    f"{first_line(err)}); it runs eagerly, the same update, slower",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-        return self.fn(*args)
 
 
 def _params(groups: Sequence[Group]) -> list[torch.Tensor]:

@@ -92,9 +92,14 @@ def make_batched_env(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
     seed: int | None = None,
+    compile_step: bool = False,
     **options: Any,
 ) -> BatchedMPEEnv:
-    """Build ``num_envs`` envs of an mpe2 scenario; raises ``ConfigError`` listing every bad option."""
+    """Build ``num_envs`` envs of an mpe2 scenario; raises ``ConfigError`` listing every bad option.
+
+    ``compile_step`` runs ``step`` through ``torch.compile`` (eager, with one warning, where
+    inductor cannot build kernels).
+    """
     if scenario not in SCENARIOS:
         raise ConfigError(
             [("scenario", f"unknown scenario {scenario!r}; allowed: {', '.join(sorted(SCENARIOS))}")]
@@ -110,7 +115,13 @@ def make_batched_env(
     for name in (*_IGNORED_OPTIONS, *_DEFAULT_ONLY):
         options.pop(name, None)
     return BatchedMPEEnv(
-        SCENARIOS[scenario](**options), num_envs, device=device, dtype=dtype, seed=seed, **env_options
+        SCENARIOS[scenario](**options),
+        num_envs,
+        device=device,
+        dtype=dtype,
+        seed=seed,
+        compile_step=compile_step,
+        **env_options,
     )
 
 

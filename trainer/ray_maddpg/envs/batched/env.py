@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
+from ray_maddpg.compiling import CompiledOrEager
 from ray_maddpg.envs.batched.scenario import Scenario
 from ray_maddpg.envs.batched.world import World, where_envs
 
@@ -31,6 +32,7 @@ class BatchedMPEEnv:
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
         seed: int | None = None,
+        compile_step: bool = False,
     ):
         device = torch.device(device)
         generator = torch.Generator(device=device)
@@ -53,6 +55,12 @@ class BatchedMPEEnv:
         self.act_dims = [self.world.action_dim(i, continuous_actions) for i in self._world_index]
         self.discrete = [not continuous_actions] * len(self.agents)
         self.steps = torch.zeros(num_envs, dtype=torch.long, device=device)
+        # A step is about a hundred small torch ops: compiled, their per-op overhead goes.
+        self._advance = (
+            CompiledOrEager(self._advance_eagerly, "the batched env step", "env.compile")
+            if compile_step
+            else self._advance_eagerly
+        )
         self.obs_dims = [int(o.shape[1]) for o in self.reset()]
 
     @property
@@ -87,6 +95,11 @@ class BatchedMPEEnv:
         after the step (no env is reset here; call ``reset_done``).
         """
         self._check_actions(actions)
+        return self._advance(list(actions))
+
+    def _advance_eagerly(
+        self, actions: list[torch.Tensor]
+    ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
         in_world_order = [actions[p] for p in self._sorted_position]
         u, c = self.world.decode_actions(in_world_order, self.continuous)
         self.world.step(u, c)
