@@ -3,7 +3,8 @@
 - raw: mpe2 joint env steps/s with random actions, no policy (``step_joint`` of 1 env);
 - sampling: ``JointEnvRunner`` with policy inference and exploration, no learning;
 - batched sampling: the same with ``env.backend: batched`` at 1 to 4096 envs per runner,
-  against a raw rate measured right before;
+  against a raw rate measured right before; and at the presets' 8 envs with the env step
+  eager and compiled (``env.compile``) in alternating rounds;
 - learner: full MADDPG updates/s (all agents, batch 1024), per-module learner vs the fused
   update (``maddpg/fused.py``) in alternating rounds: ``fused_learner_speedup``; and, where the
   CPU has bf16 matmul units, the fused update with ``matmul_dtype: bfloat16`` in the same rounds;
@@ -15,7 +16,7 @@
   env steps, seed 0, no evaluation or checkpoints), minutes on a laptop (``--no-paper-budget``
   skips it), and its CPU seconds: the driver (learner), the env runners, Ray's other processes;
   then, where the CPU has bf16 matmul units, the same run with ``matmul_dtype: bfloat16``
-  (``--no-bf16`` skips the bf16 figures).
+  (``--no-bf16`` skips the bf16 figures); then the float32 run with ``env.compile: true``.
 
 ``make bench`` runs it; it prints a table and writes ``bench/results/throughput.json``.
 """
@@ -46,18 +47,24 @@ from ray_maddpg.maddpg.torch.maddpg_torch_learner import NUM_UPDATES
 
 SCENARIO = "simple_spread"
 BATCHED_NUM_ENVS = (1, 64, 1024, 4096)
+COMPILED_ENV_NUM_ENVS = 8  # the presets' envs per runner
 BATCHED_RATIO_AT = 1024  # the envs per runner of ``batched_sampling_ratio_to_raw``
 RESULTS = Path(__file__).parent / "results" / "throughput.json"
 PAPER_PRESET = Path(__file__).parents[1] / "trainer" / "ray_maddpg" / "presets" / "paper-simple-spread.yaml"
 
 
 def config(
-    num_env_runners: int, num_envs: int, backend: str = "mpe2", scenario: str = SCENARIO
+    num_env_runners: int,
+    num_envs: int,
+    backend: str = "mpe2",
+    scenario: str = SCENARIO,
+    compile_env: bool = False,
 ) -> MADDPGConfig:
     """The paper's settings; learning starts once one batch is stored, so the rate is measured while learning."""
+    env_config = {"scenario": scenario, "backend": backend, **({"compile": True} if compile_env else {})}
     return (
         MADDPGConfig()
-        .environment("mpe2", env_config={"scenario": scenario, "backend": backend})
+        .environment("mpe2", env_config=env_config)
         .training(num_steps_sampled_before_learning_starts=2048, replay_buffer_capacity=200_000)
         # 100 steps per env and sample, as the rates since the first bench were measured ("auto"
         # would sample 1 step of 1,024 envs per call).
@@ -116,6 +123,28 @@ def batched_sampling(seconds: float) -> dict:
             {"num_envs_per_env_runner": num_envs, "sampling_steps_per_s": rate, "ratio_to_raw": rate / raw}
         )
     return {"raw_env_steps_per_s_before": raw, "rows": rows}
+
+
+def compiled_env_sampling(seconds: float, rounds: int = 5) -> dict:
+    """Batched sampling at the presets' 8 envs per runner, the env step eager and through
+    ``torch.compile`` (``env.compile``), in alternating rounds."""
+    eager, compiled = (
+        JointEnvRunner(config=config(0, COMPILED_ENV_NUM_ENVS, backend="batched", compile_env=c))
+        for c in (False, True)
+    )
+    eager.sample(), compiled.sample()  # the compile happens here, outside the rounds
+    eager_rates, compiled_rates = [], []
+    for _ in range(rounds):
+        eager_rates.append(sampling_rate(seconds / rounds, eager))
+        compiled_rates.append(sampling_rate(seconds / rounds, compiled))
+    speedups = [c / e for c, e in zip(compiled_rates, eager_rates, strict=True)]
+    return {
+        "num_envs_per_env_runner": COMPILED_ENV_NUM_ENVS,
+        "eager_steps_per_s": float(np.median(eager_rates)),
+        "compiled_steps_per_s": float(np.median(compiled_rates)),
+        "speedup": float(np.median(speedups)),
+        "speedup_per_round": speedups,
+    }
 
 
 def learners(cfg: MADDPGConfig) -> tuple:
@@ -206,7 +235,7 @@ def train_rate(seconds: float, num_env_runners: int, num_envs: int, **env) -> di
         algo.stop()
 
 
-def paper_budget_run(matmul_dtype: str = "float32") -> dict:
+def paper_budget_run(matmul_dtype: str = "float32", compile_env: bool = False) -> dict:
     """One whole paper-budget simple_spread run, as ``ray-maddpg train`` sets it up from the
     preset (its env runners and envs), minus evaluation and checkpoints: its wall seconds and
     where the CPU went (``cpu_used_by_role`` over the run)."""
@@ -214,6 +243,7 @@ def paper_budget_run(matmul_dtype: str = "float32") -> dict:
         "tune={seeds: null}",
         "evaluation={every_iterations: 0}",
         f"algorithm.matmul_dtype={matmul_dtype}",
+        f"env.compile={str(compile_env).lower()}",
     ]
     experiment = load_experiment(PAPER_PRESET, overrides)
     algo = algorithm_config(experiment).build_algo()
@@ -226,7 +256,8 @@ def paper_budget_run(matmul_dtype: str = "float32") -> dict:
             if time.perf_counter() - last > 60:
                 last = time.perf_counter()
                 print(
-                    f"  paper budget ({matmul_dtype}): {algo._env_steps:,} env steps after {last - start:.0f} s",
+                    f"  paper budget ({matmul_dtype}{', env compiled' if compile_env else ''}): "
+                    f"{algo._env_steps:,} env steps after {last - start:.0f} s",
                     flush=True,
                 )
         wall = time.perf_counter() - start
@@ -317,6 +348,7 @@ def main() -> None:
     load_before = os.getloadavg()
     raw, sampling, sampling_ratios = raw_and_sampling(2 * args.seconds, args.num_envs)
     batched = batched_sampling(args.seconds / 2)
+    compiled_env = compiled_env_sampling(args.seconds)
     batched_ratio = next(
         r["ratio_to_raw"] for r in batched["rows"] if r["num_envs_per_env_runner"] == BATCHED_RATIO_AT
     )
@@ -345,6 +377,7 @@ def main() -> None:
         }
         paper = None if args.no_paper_budget else paper_budget_run()
         paper_bf16 = paper_budget_run("bfloat16") if paper is not None and bf16 else None
+        paper_compiled = None if paper is None else paper_budget_run(compile_env=True)
     finally:
         ray.shutdown()
 
@@ -365,6 +398,8 @@ def main() -> None:
         "ratio_sampling_to_raw_per_round": sampling_ratios,
         "batched_sampling": batched,
         "batched_sampling_ratio_to_raw": batched_ratio,
+        "compiled_env_sampling": compiled_env,
+        "compiled_env_sampling_speedup": compiled_env["speedup"],
         "raw_env_steps_per_s_after_train": train["raw_after"],
         "ratio_train_to_raw": train["train_steps_per_s"] / train["raw_after"],
         "updates_per_env_step": train["updates_per_env_step"],
@@ -375,6 +410,8 @@ def main() -> None:
         "paper_budget_cpu_s": paper and paper["cpu_s"],
         "paper_budget_simple_spread_bf16_wall_s": paper_bf16 and paper_bf16["wall_s"],
         "paper_budget_bf16_cpu_s": paper_bf16 and paper_bf16["cpu_s"],
+        "paper_budget_simple_spread_compiled_env_wall_s": paper_compiled and paper_compiled["wall_s"],
+        "paper_budget_compiled_env_cpu_s": paper_compiled and paper_compiled["cpu_s"],
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
@@ -396,6 +433,12 @@ def main() -> None:
                 f"{row['ratio_to_raw']:.2f}x raw (measured right before)",
             )
             for row in batched["rows"]
+        ),
+        (
+            f"batched sampling, {COMPILED_ENV_NUM_ENVS} envs, env.compile",
+            f"{compiled_env['compiled_steps_per_s']:,.0f} env steps/s",
+            f"{compiled_env['speedup']:.2f}x eager ({compiled_env['eager_steps_per_s']:,.0f}; rounds: "
+            f"{', '.join(f'{r:.2f}' for r in compiled_env['speedup_per_round'])})",
         ),
         ("learner (batch 1024, all agents)", f"{learner['learner_updates_per_s']:,.1f} updates/s", ""),
         (
@@ -431,7 +474,7 @@ def main() -> None:
             for scenario, rate in batched_train.items()
         ),
     ]
-    for label, run in (("", paper), (", bf16 matmuls", paper_bf16)):
+    for label, run in (("", paper), (", bf16 matmuls", paper_bf16), (", env.compile", paper_compiled)):
         if run is None:
             continue
         cpu = run["cpu_s"]
