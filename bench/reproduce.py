@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import fcntl
 import json
 import math
 import os
@@ -375,14 +376,19 @@ def report(results: dict[str, dict[str, list[dict]]]) -> str:
 
 def save_trial(scenario: str, variant: str, trial: dict) -> None:
     """Put one trial into the scenario's JSON, replacing a saved trial of the same variant and
-    seed and keeping the rest, so a scenario can be run in parts (say one seed at a time)."""
+    seed and keeping the rest, so a scenario can be run in parts (say one seed at a time), even
+    by two `reproduce.py` processes at once: a lock file orders their read-modify-writes."""
     path = OUT / f"{scenario}.json"
-    saved = json.loads(path.read_text())["variants"] if path.exists() else {}
-    trials = [t for t in saved.get(variant, []) if t["seed"] != trial["seed"]] + [trial]
-    saved[variant] = sorted(trials, key=lambda t: t["seed"])
-    ordered = {v: saved[v] for v in STUDY[scenario][1] if v in saved}
-    meta = {"command": " ".join(sys.argv), "cpu_count": os.cpu_count(), "variants": ordered}
-    path.write_text(json.dumps(meta, indent=1) + "\n")
+    with open(OUT / f".{scenario}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        saved = json.loads(path.read_text())["variants"] if path.exists() else {}
+        trials = [t for t in saved.get(variant, []) if t["seed"] != trial["seed"]] + [trial]
+        saved[variant] = sorted(trials, key=lambda t: t["seed"])
+        ordered = {v: saved[v] for v in STUDY[scenario][1] if v in saved}
+        meta = {"command": " ".join(sys.argv), "cpu_count": os.cpu_count(), "variants": ordered}
+        partial = path.with_suffix(".json.partial")
+        partial.write_text(json.dumps(meta, indent=1) + "\n")
+        partial.replace(path)  # a run killed mid-write leaves the old JSON whole
 
 
 def time_left(trial_walls: list[float], remaining: int, jobs: int) -> str:

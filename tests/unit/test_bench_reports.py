@@ -188,6 +188,21 @@ def test_a_trial_saved_later_replaces_its_own_seed_and_keeps_the_others(tmp_path
     assert saved["DDPG"][1]["evaluation"]["metrics"]["collisions"]["mean"] == 0.25
 
 
+def test_trials_saved_at_once_by_two_runs_all_land(tmp_path, monkeypatch):
+    # Two `reproduce.py` runs may share a scenario's JSON (a run resumed in parts side by side);
+    # each save is a read-modify-write, so without the lock one run's trial can vanish.
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setattr(reproduce, "OUT", tmp_path)
+    metrics = {"landmark_distance": 0.5, "collisions": 1.0, "landmarks_occupied": 1.0}
+    seeds = range(120)
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        list(pool.map(lambda s: reproduce.save_trial("simple_spread", "DDPG", trial(s, metrics)), seeds))
+    saved = json.loads((tmp_path / "simple_spread.json").read_text())["variants"]
+    assert [t["seed"] for t in saved["DDPG"]] == list(seeds)
+    assert not list(tmp_path.glob("*.partial"))
+
+
 def test_an_unknown_variant_is_refused_with_the_names_allowed(monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["reproduce.py", "--only", "simple_tag", "--variants", "MADDPG"])
     with pytest.raises(SystemExit):
