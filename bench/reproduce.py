@@ -19,6 +19,7 @@ every run.
     .venv/bin/python bench/reproduce.py                       # everything, paper budget
     .venv/bin/python bench/reproduce.py --steps 300000 --only simple_spread
     .venv/bin/python bench/reproduce.py --only simple_tag --seeds 2   # add a seed
+    .venv/bin/python bench/reproduce.py --resume              # go on after a run cut short
     .venv/bin/python bench/reproduce.py --report-only         # redo tables/plots from saved JSON
     .venv/bin/python bench/reproduce.py --reevaluate          # evaluate saved checkpoints again
     .venv/bin/python bench/reproduce.py --only simple_tag --out bench/results/ablations/tag-expected \
@@ -97,13 +98,11 @@ def slug(text: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
 
 
-def train(scenario: str, variant: str, seed: int, args: argparse.Namespace) -> tuple[Path, float]:
-    """One `ray-maddpg train` of one seed of the variant; returns its trial dir and wall time.
-    With `--jobs` above 1 its output goes to a log beside the run, since trials overlap."""
-    file, variants = STUDY[scenario]
-    name = f"repro-{slug(scenario)}-{slug(variant)}-seed{seed}"
+def trial_settings(scenario: str, variant: str, seed: int, args: argparse.Namespace) -> dict:
+    """The `--set`s of one trial's `ray-maddpg train`, before an ablation's own (`--set`)."""
+    _, variants = STUDY[scenario]
     sets = {
-        "name": name,
+        "name": f"repro-{slug(scenario)}-{slug(variant)}-seed{seed}",
         "tune.seeds": [seed],
         "tune.max_concurrent_trials": 1,
         # One CPU per trial (sampling in the trial's process), so `--jobs` trials run side by side.
@@ -117,6 +116,44 @@ def train(scenario: str, variant: str, seed: int, args: argparse.Namespace) -> t
     }
     if args.steps:
         sets["stop.env_steps"] = args.steps
+    return sets
+
+
+def trainer_tree() -> str | None:
+    """The git tree of trainer/ (code and presets) at HEAD, or None where it has uncommitted
+    changes or git cannot tell: what `--resume` compares, so a trial is reused only if the
+    trainer it ran is the one this run would run."""
+    head = subprocess.run(["git", "rev-parse", "HEAD:trainer"], cwd=ROOT, capture_output=True, text=True)
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--", "trainer"], cwd=ROOT, capture_output=True, text=True
+    )
+    if head.returncode or dirty.returncode or dirty.stdout.strip():
+        return None
+    return head.stdout.strip()
+
+
+def resume_key(task: tuple[str, str, int], args: argparse.Namespace, tree: str | None) -> dict | None:
+    """What a saved trial must match for `--resume` to keep it: its settings, the ablation's
+    `--set`s and the trainer tree (None, never matched, where the tree is unknown)."""
+    return {"sets": trial_settings(*task, args), "ablation": args.set, "trainer_tree": tree} if tree else None
+
+
+def already_saved(task: tuple[str, str, int], args: argparse.Namespace, tree: str | None) -> bool:
+    scenario, variant, seed = task
+    path = OUT / f"{scenario}.json"
+    wanted = resume_key(task, args, tree)
+    if wanted is None or not path.exists():
+        return False
+    saved = json.loads(path.read_text())["variants"].get(variant, [])
+    return any(t["seed"] == seed and t.get("resume_key") == wanted for t in saved)
+
+
+def train(scenario: str, variant: str, seed: int, args: argparse.Namespace) -> tuple[Path, float]:
+    """One `ray-maddpg train` of one seed of the variant; returns its trial dir and wall time.
+    With `--jobs` above 1 its output goes to a log beside the run, since trials overlap."""
+    file, _ = STUDY[scenario]
+    sets = trial_settings(scenario, variant, seed, args)
+    name = sets["name"]
     command = [str(Path(sys.executable).parent / "ray-maddpg"), "train", "--config", str(EXPERIMENTS / file)]
     command += [a for k, v in sets.items() for a in ("--set", f"{k}={json.dumps(v)}")]
     command += [a for setting in args.set for a in ("--set", setting)]  # an ablation's, last
@@ -177,7 +214,7 @@ def reevaluate(scenario: str) -> None:
     path.write_text(json.dumps(meta, indent=1) + "\n")
 
 
-def summarize_trial(trial: Path, wall: float, commit: str) -> dict:
+def summarize_trial(trial: Path, wall: float, commit: str, resume_key: dict | None = None) -> dict:
     params = json.loads((trial / "params.json").read_text())
     seed = params["seed"]
     curve, seconds = read_curve(trial / "progress.csv")
@@ -189,6 +226,7 @@ def summarize_trial(trial: Path, wall: float, commit: str) -> dict:
         "steps_per_s": curve["env_steps"][-1] / seconds,
         "experiment_wall_s": wall,
         "git_commit": commit,  # the checkout the trial started from
+        "resume_key": resume_key,  # what `--resume` compares (None: never reused)
         "matmul_dtype": params.get("matmul_dtype", "float32"),
         "num_envs": params.get("num_envs_per_env_runner"),
         "env_compile": bool(params.get("env_config", {}).get("compile", False)),
@@ -411,10 +449,10 @@ def run_trials(tasks: list[tuple[str, str, int]], args: argparse.Namespace) -> l
 
     def one(task: tuple[str, str, int]) -> None:
         scenario, variant, seed = task
-        commit = git_commit()
+        commit, key = git_commit(), resume_key(task, args, trainer_tree())
         trial, wall = train(scenario, variant, seed, args)
         with saving:
-            summary = summarize_trial(trial, wall, commit)
+            summary = summarize_trial(trial, wall, commit, key)
             save_trial(scenario, variant, summary)
             finished.append(task)
             walls.append(wall)
@@ -484,6 +522,12 @@ def main() -> None:
         help="an ablation: experiment settings for every trial, as `ray-maddpg train --set` takes them "
         "(e.g. 'algorithm.actor_hidden=[256,256]'); needs --out, so the paper's results stay apart",
     )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip the trials already saved by a run with the same settings and the same committed "
+        "trainer/ (a run cut short goes on where it stopped)",
+    )
     parser.add_argument("--report-only", action="store_true", help="only rebuild tables and plots")
     parser.add_argument(
         "--reevaluate", action="store_true", help="evaluate the saved trials' checkpoints again, then report"
@@ -527,6 +571,14 @@ def main() -> None:
             for variant in STUDY[scenario][1]
             if variant in chosen
         ]
+        if args.resume:
+            tree = trainer_tree()
+            if tree is None:
+                print("reproduce: --resume reuses nothing: trainer/ has uncommitted changes", flush=True)
+            kept = [t for t in tasks if already_saved(t, args, tree)]
+            tasks = [t for t in tasks if t not in kept]
+            for scenario, variant, seed in kept:
+                print(f"kept   {scenario} / {variant} / seed {seed} (saved with these settings)", flush=True)
         print(
             f"reproduce: {len(tasks)} trial{'s' * (len(tasks) != 1)}, {args.jobs} at a time, {args.envs} envs "
             f"each{', env step compiled' if args.compile_env else ''}; matmuls in {matmul_dtype(args)}; "

@@ -1,6 +1,7 @@
 """The benchmark scripts' own logic: runner counts, the speaker's code, and the reproduction's
 tables and claims."""
 
+import argparse
 import json
 import math
 import subprocess
@@ -201,6 +202,53 @@ def test_trials_saved_at_once_by_two_runs_all_land(tmp_path, monkeypatch):
     saved = json.loads((tmp_path / "simple_spread.json").read_text())["variants"]
     assert [t["seed"] for t in saved["DDPG"]] == list(seeds)
     assert not list(tmp_path.glob("*.partial"))
+
+
+def resumed_tasks(monkeypatch, argv: list[str]) -> list[tuple[str, str, int]]:
+    """The trials `reproduce.py --resume ...` would train (training and plotting replaced)."""
+    ran = []
+    monkeypatch.setattr(reproduce, "run_trials", lambda tasks, args: ran.extend(tasks) or [])
+    monkeypatch.setattr(reproduce, "plot", lambda scenario, variants: "(plot)")
+    monkeypatch.setattr(sys, "argv", ["reproduce.py", "--resume", *argv])
+    reproduce.main()
+    return ran
+
+
+@pytest.mark.parametrize(
+    "dtype_then, tree_now, rerun",
+    [
+        ("float32", "tree-a", [1]),  # seed 0 kept: same settings and trainer
+        ("bfloat16", "tree-a", [0, 1]),  # other matmuls: trained again
+        ("float32", "tree-b", [0, 1]),  # the trainer changed since
+        ("float32", None, [0, 1]),  # uncommitted trainer changes: nothing reused
+    ],
+)
+def test_resume_keeps_only_trials_saved_with_the_same_settings_and_trainer(
+    tmp_path, monkeypatch, dtype_then, tree_now, rerun
+):
+    monkeypatch.setattr(reproduce, "OUT", tmp_path)
+    argv = ["--only", "simple_spread", "--variants", "MADDPG", "--seeds", "0", "1", "--jobs", "1"]
+    then = argparse.Namespace(steps=None, envs=8, matmul_dtype=dtype_then, compile_env=True, set=[])
+    saved = trial(0, {"landmark_distance": 0.3, "collisions": 1.0, "landmarks_occupied": 1.0})
+    saved["resume_key"] = reproduce.resume_key(("simple_spread", "MADDPG", 0), then, "tree-a")
+    reproduce.save_trial("simple_spread", "MADDPG", saved)
+    monkeypatch.setattr(reproduce, "trainer_tree", lambda: tree_now)
+    ran = resumed_tasks(monkeypatch, [*argv, "--matmul-dtype", "float32"])
+    assert ran == [("simple_spread", "MADDPG", seed) for seed in rerun]
+
+
+def test_the_trainer_tree_is_unknown_while_trainer_has_uncommitted_changes(tmp_path, monkeypatch):
+    git = lambda *a: subprocess.run(["git", "-C", str(tmp_path), *a], check=True, capture_output=True)  # noqa: E731
+    git("init", "-q")
+    (tmp_path / "trainer").mkdir()
+    (tmp_path / "trainer" / "algo.py").write_text("lr = 1e-3\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "trainer")
+    monkeypatch.setattr(reproduce, "ROOT", tmp_path)
+    committed = reproduce.trainer_tree()
+    assert committed and len(committed) == 40
+    (tmp_path / "trainer" / "algo.py").write_text("lr = 1e-2\n")
+    assert reproduce.trainer_tree() is None
 
 
 def test_an_unknown_variant_is_refused_with_the_names_allowed(monkeypatch, capsys):
