@@ -123,10 +123,13 @@ def trainer_tree() -> str | None:
     """The git tree of trainer/ (code and presets) at HEAD, or None where it has uncommitted
     changes or git cannot tell: what `--resume` compares, so a trial is reused only if the
     trainer it ran is the one this run would run."""
-    head = subprocess.run(["git", "rev-parse", "HEAD:trainer"], cwd=ROOT, capture_output=True, text=True)
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--", "trainer"], cwd=ROOT, capture_output=True, text=True
-    )
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD:trainer"], cwd=ROOT, capture_output=True, text=True)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "trainer"], cwd=ROOT, capture_output=True, text=True
+        )
+    except OSError:  # no git here
+        return None
     if head.returncode or dirty.returncode or dirty.stdout.strip():
         return None
     return head.stdout.strip()
