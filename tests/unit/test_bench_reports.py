@@ -288,3 +288,21 @@ def test_reproduce_refuses_a_trial_without_envs(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         reproduce.main()
     assert "--envs must be at least 1 (got 0)" in capsys.readouterr().err
+
+
+def test_the_matmul_dtype_bench_compares_one_preset_in_both_dtypes(tmp_path, monkeypatch):
+    import matmul_dtype
+
+    float32, bf16, batches = matmul_dtype.fused_pair("simple_adversary")
+    assert (float32.settings.matmul_dtype, bf16.settings.matmul_dtype) == ("float32", "bfloat16")
+    assert float32.agents == bf16.agents == ["adversary_0", "agent_0", "agent_1"]
+    assert len(batches) == 8 and batches[0].rewards.shape[0] == 1024  # the preset's batch
+    out = tmp_path / "matmul_dtype.json"
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        ["matmul_dtype.py", "--only", "simple_spread", "--rounds", "1", "--updates", "1", "--out", str(out)],
+    )
+    matmul_dtype.main()
+    saved = json.loads(out.read_text())["scenarios"]["simple_spread"]
+    assert len(saved["float32_ms"]) == len(saved["bfloat16_ms"]) == 1 and saved["bf16_speedup"] > 0
