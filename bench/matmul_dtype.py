@@ -22,13 +22,12 @@ from pathlib import Path
 
 import torch
 from reproduce import EXPERIMENTS, STUDY
-from throughput import cpu_model
+from throughput import cpu_model, learners
 
 from ray_maddpg.experiment.runner import algorithm_config
 from ray_maddpg.experiment.schema import load_experiment
 from ray_maddpg.maddpg.core import bf16_is_native
 from ray_maddpg.maddpg.fused import FusedMADDPG
-from ray_maddpg.maddpg.maddpg import random_replay
 from ray_maddpg.memory import keep_freed_memory
 
 RESULTS = Path(__file__).parent / "results" / "matmul_dtype.json"
@@ -40,12 +39,10 @@ def fused_pair(scenario: str) -> tuple[FusedMADDPG, FusedMADDPG, list]:
     critic = next(iter(variants.values())).get("critic", "centralized")
     experiment = load_experiment(EXPERIMENTS / file, [f"algorithm.critic={json.dumps(critic)}"])
     cfg = algorithm_config(experiment).debugging(seed=0)
-    learner = cfg.copy(copy_frozen=False).training(fused_update=False).build_learner()
-    learner.build()
-    modules = {mid: learner.module[mid].unwrapped() for mid in cfg.agent_layout().modules}
-    float32 = FusedMADDPG.from_modules(modules, cfg)
-    bf16 = FusedMADDPG.from_modules(modules, dataclasses.replace(float32.settings, matmul_dtype="bfloat16"))
-    replay = random_replay(cfg, 4096)
+    _, float32, replay, _ = learners(cfg)
+    bf16 = FusedMADDPG.from_modules(
+        float32.modules, dataclasses.replace(float32.settings, matmul_dtype="bfloat16")
+    )
     batches = [replay.sample(cfg.train_batch_size_per_learner).to_torch() for _ in range(8)]
     return float32, bf16, batches
 

@@ -577,7 +577,10 @@ def main() -> None:
         if args.resume:
             tree = trainer_tree()
             if tree is None:
-                print("reproduce: --resume reuses nothing: trainer/ has uncommitted changes", flush=True)
+                print(
+                    "reproduce: --resume reuses nothing: trainer/ has uncommitted changes (or git is missing)",
+                    flush=True,
+                )
             kept = [t for t in tasks if already_saved(t, args, tree)]
             tasks = [t for t in tasks if t not in kept]
             for scenario, variant, seed in kept:
